@@ -1,0 +1,412 @@
+"""HTTP clients (sync and async, over httpx) for the fgrm JSON wire format.
+
+Both classes share every piece of logic except the send loop: request bodies are built by
+``_build_*``, answers parsed by ``_parse_*`` and errors mapped by :func:`error_from_response`.
+
+Retries: scoring is idempotent, so connection failures (refused, reset, closed before an answer)
+and the two "refused before doing any work" statuses, 503 and 429, are retried with backoff and
+jitter, honouring ``Retry-After``. Read timeouts are not retried (the service may still be
+working; a retry would double the load when it is already slow), nor are 4xx or other 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import httpx
+
+from ._retry import RetryPolicy
+from .errors import (
+    FgrmError,
+    InvalidInput,
+    NotReady,
+    Overloaded,
+    ProtocolError,
+    ServerError,
+    Timeout,
+    Unavailable,
+)
+from .types import (
+    FeedbackTypeInfo,
+    Item,
+    ItemResult,
+    TypeResult,
+    parse_feedback_types,
+    parse_item_result,
+    to_items,
+)
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+DEFAULT_TIMEOUT = 30.0
+"""Seconds for one attempt to come back (a big batch on CPU can take a few seconds)."""
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+SCORE_PATH = "/v1/score"
+MIX_PATH = "/v1/mix"
+FEEDBACK_TYPES_PATH = "/v1/feedback_types"
+READY_PATH = "/readyz"
+
+RETRY_STATUSES = frozenset({429, 503})
+# Network failures where the request cannot have been half-processed in a harmful way
+# (scoring is idempotent). ReadTimeout/WriteTimeout/PoolTimeout are deliberately absent.
+_RETRY_EXCEPTIONS = (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+
+
+# ----------------------------------------------------------------------------- bodies
+
+
+def _build_score(items, weights, profile) -> dict[str, Any]:
+    body: dict[str, Any] = {"items": [it.to_json() for it in to_items(items)]}
+    if weights is not None:
+        body["weights"] = {str(k): float(v) for k, v in weights.items()}
+    if profile is not None:
+        body["profile"] = profile
+    return body
+
+
+def type_result_to_json(t: TypeResult) -> dict[str, Any]:
+    segs = []
+    for s in t.segments:
+        d: dict[str, Any] = {"start": s.start, "end": s.end, "text": s.text, "reward": s.reward}
+        if s.p_error is not None:
+            d["p_error"] = s.p_error
+        if s.score is not None:
+            d["score"] = s.score
+        segs.append(d)
+    return {"granularity": t.granularity, "total": t.total, "segments": segs}
+
+
+def _components_json(components) -> list[dict[str, Any]]:
+    out = []
+    for c in components:
+        types = c.types if isinstance(c, ItemResult) else c
+        out.append(
+            {
+                name: type_result_to_json(t) if isinstance(t, TypeResult) else dict(t)
+                for name, t in types.items()
+            }
+        )
+    return out
+
+
+def _build_mix(components, weights, token_offsets) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "components": _components_json(components),
+        "weights": {str(k): float(v) for k, v in weights.items()},
+    }
+    if token_offsets is not None:
+        body["token_offsets"] = [
+            None if offs is None else [[int(s), int(e)] for s, e in offs] for offs in token_offsets
+        ]
+    return body
+
+
+def _parse_results(data: Any, n: int, endpoint: str) -> list[ItemResult]:
+    if not isinstance(data, Mapping) or not isinstance(data.get("results"), list):
+        raise ProtocolError("answer has no 'results' list", endpoint=endpoint)
+    results = [parse_item_result(r) for r in data["results"]]
+    if len(results) != n:
+        raise ProtocolError(f"sent {n} items, got {len(results)} results", endpoint=endpoint)
+    return results
+
+
+def _parse_mix(data: Any, n: int, endpoint: str) -> list[ItemResult]:
+    # A mix answer is a score answer whose results have no "types" of their own.
+    if isinstance(data, Mapping) and isinstance(data.get("results"), list):
+        data = {"results": [{"types": {}, **r} for r in data["results"]]}
+    return _parse_results(data, n, endpoint)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _error_payload(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    """(message, field, type) from whatever error body the service sent."""
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        text = response.text.strip()
+        return (text[:500] or response.reason_phrase or "error"), None, None
+    if isinstance(data, Mapping):
+        err = data.get("error", data)
+        if isinstance(err, Mapping):
+            message = err.get("message") or err.get("detail") or json.dumps(err)[:500]
+            if isinstance(message, list):  # pydantic-style [{"loc": [...], "msg": ...}]
+                first = message[0] if message else {}
+                loc = first.get("loc") if isinstance(first, Mapping) else None
+                field = ".".join(str(p) for p in loc) if loc else None
+                return str(first.get("msg", message)), field, None
+            return str(message), err.get("field"), err.get("type") or err.get("code")
+        return str(err), data.get("field"), data.get("type")
+    return str(data)[:500], None, None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_from_response(response: httpx.Response, attempts: int = 1) -> FgrmError:
+    """The typed error for a non-2xx answer (the one place HTTP statuses are interpreted)."""
+    message, field, kind = _error_payload(response)
+    kw = dict(endpoint=str(response.request.url), status=response.status_code, attempts=attempts)
+    code = response.status_code
+    if code in (400, 422):
+        return InvalidInput(message, field=field, **kw)
+    if code == 429:
+        return Overloaded(message, **kw)
+    if code == 503:
+        kind_s = (kind or "").lower().replace("_", "")
+        if kind_s == "notready" or "not ready" in message.lower():
+            return NotReady(message, **kw)
+        if kind_s == "overloaded":
+            return Overloaded(message, **kw)
+        return Unavailable(message, **kw)
+    if code == 504:
+        return Timeout(message, **kw)
+    if code >= 500:
+        return ServerError(message, **kw)
+    return ProtocolError(f"unexpected HTTP {code}: {message}", **kw)
+
+
+def _error_from_exception(exc: httpx.HTTPError, url: str, attempts: int) -> FgrmError:
+    kw = dict(endpoint=url, status=None, attempts=attempts)
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return Timeout(f"no answer in time: {type(exc).__name__}", **kw)
+    return Unavailable(f"cannot reach the service: {type(exc).__name__}: {exc}", **kw)
+
+
+def _json_or_protocol_error(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(
+            f"answer is not JSON: {exc}", endpoint=str(response.request.url),
+            status=response.status_code,
+        ) from exc
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        connect_timeout: float,
+        retry: RetryPolicy | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._headers = {"user-agent": "fgrm-client/0.1", **(headers or {})}
+
+    def _should_retry(self, attempt: int, response=None, exc=None) -> float | None:
+        """Seconds to sleep before the next attempt, or None when the failure is final."""
+        if attempt >= self.retry.max_attempts:
+            return None
+        if exc is not None:
+            return self.retry.backoff(attempt) if isinstance(exc, _RETRY_EXCEPTIONS) else None
+        if response is not None and response.status_code in RETRY_STATUSES:
+            return self.retry.backoff(attempt, _retry_after(response))
+        return None
+
+
+class HttpClient(_Base):
+    """Synchronous client. Use as a context manager, or call :meth:`close`.
+
+    ``transport`` is passed to httpx (e.g. ``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, connect_timeout, retry, headers)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=self._timeout, headers=self._headers,
+            transport=transport,
+        )
+
+    def __enter__(self) -> "HttpClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(method, path, json=body)
+            except httpx.HTTPError as exc:
+                delay = self._should_retry(attempt, exc=exc)
+                if delay is None:
+                    raise _error_from_exception(exc, url, attempt) from exc
+                time.sleep(delay)
+                continue
+            if response.is_success:
+                return _json_or_protocol_error(response)
+            delay = self._should_retry(attempt, response=response)
+            if delay is None:
+                raise error_from_response(response, attempt)
+            time.sleep(delay)
+
+    def score(
+        self,
+        items: Iterable[Item | Mapping[str, Any]],
+        weights: Mapping[str, float] | None = None,
+        profile: str | None = None,
+    ) -> list[ItemResult]:
+        """Score each item; one :class:`ItemResult` per item, in order.
+
+        ``weights`` overrides the mixing weights of the named types (others keep the
+        service's defaults); ``profile`` picks a named weight profile on the service.
+        """
+        body = _build_score(items, weights, profile)
+        data = self._request("POST", SCORE_PATH, body)
+        return _parse_results(data, len(body["items"]), self.base_url + SCORE_PATH)
+
+    def mix(
+        self,
+        components: Sequence[ItemResult | Mapping[str, TypeResult]],
+        weights: Mapping[str, float],
+        token_offsets: Sequence[Sequence[tuple[int, int]] | None] | None = None,
+    ) -> list[ItemResult]:
+        """Re-mix already computed per-type rewards with new weights, without re-scoring.
+
+        ``components`` are earlier results (or their ``.types``); the answers carry
+        ``mixed`` (and ``token_rewards`` where offsets were given) but empty ``types``.
+        """
+        body = _build_mix(components, weights, token_offsets)
+        data = self._request("POST", MIX_PATH, body)
+        return _parse_mix(data, len(body["components"]), self.base_url + MIX_PATH)
+
+    def feedback_types(self) -> list[FeedbackTypeInfo]:
+        """The feedback types this service scores, with their default weights."""
+        return parse_feedback_types(self._request("GET", FEEDBACK_TYPES_PATH))
+
+    def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
+        """Block until the service reports ready; raise :class:`Timeout` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(
+                    f"service not ready after {timeout:.1f}s (last: {last})",
+                    endpoint=self.base_url + READY_PATH,
+                )
+            try:
+                r = self._http.get(READY_PATH, timeout=min(2.0, max(remaining, 0.01)))
+                if r.is_success:
+                    return
+                last = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(min(poll_interval, max(deadline - time.monotonic(), 0)))
+
+
+class AsyncHttpClient(_Base):
+    """Asynchronous client with the same methods as :class:`HttpClient`, awaitable."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, connect_timeout, retry, headers)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self._timeout, headers=self._headers,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> "AsyncHttpClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(method, path, json=body)
+            except httpx.HTTPError as exc:
+                delay = self._should_retry(attempt, exc=exc)
+                if delay is None:
+                    raise _error_from_exception(exc, url, attempt) from exc
+                await asyncio.sleep(delay)
+                continue
+            if response.is_success:
+                return _json_or_protocol_error(response)
+            delay = self._should_retry(attempt, response=response)
+            if delay is None:
+                raise error_from_response(response, attempt)
+            await asyncio.sleep(delay)
+
+    async def score(self, items, weights=None, profile=None) -> list[ItemResult]:
+        """See :meth:`HttpClient.score`."""
+        body = _build_score(items, weights, profile)
+        data = await self._request("POST", SCORE_PATH, body)
+        return _parse_results(data, len(body["items"]), self.base_url + SCORE_PATH)
+
+    async def mix(self, components, weights, token_offsets=None) -> list[ItemResult]:
+        """See :meth:`HttpClient.mix`."""
+        body = _build_mix(components, weights, token_offsets)
+        data = await self._request("POST", MIX_PATH, body)
+        return _parse_mix(data, len(body["components"]), self.base_url + MIX_PATH)
+
+    async def feedback_types(self) -> list[FeedbackTypeInfo]:
+        """See :meth:`HttpClient.feedback_types`."""
+        return parse_feedback_types(await self._request("GET", FEEDBACK_TYPES_PATH))
+
+    async def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
+        """See :meth:`HttpClient.wait_until_ready`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last = "no answer yet"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Timeout(
+                    f"service not ready after {timeout:.1f}s (last: {last})",
+                    endpoint=self.base_url + READY_PATH,
+                )
+            try:
+                r = await self._http.get(READY_PATH, timeout=min(2.0, max(remaining, 0.01)))
+                if r.is_success:
+                    return
+                last = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            await asyncio.sleep(min(poll_interval, max(deadline - loop.time(), 0)))

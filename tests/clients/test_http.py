@@ -1,0 +1,258 @@
+"""HTTP client against httpx.MockTransport: wire format, error mapping, retries, failure injection."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from fgrm_client import (
+    AsyncHttpClient,
+    HttpClient,
+    InvalidInput,
+    NotReady,
+    Overloaded,
+    ProtocolError,
+    RetryPolicy,
+    ServerError,
+    Timeout,
+    Unavailable,
+)
+
+FAST = RetryPolicy(max_attempts=4, initial_backoff=0.001, max_backoff=0.01)
+
+RESULT = {
+    "types": {
+        "relevance": {"granularity": "sub-sentence", "total": 0.6, "segments": [
+            {"start": 0, "end": 5, "text": "Hello", "p_error": 0.1, "reward": 0.3},
+            {"start": 7, "end": 12, "text": "world", "p_error": 0.2, "reward": 0.3}]},
+        "completeness": {"granularity": "response", "total": 0.21, "segments": [
+            {"start": 0, "end": 12, "text": "Hello, world", "score": 1.4, "reward": 0.21}]},
+    },
+    "mixed": {"weights": {"relevance": 1.0, "completeness": 1.0}, "total": 0.81,
+              "events": [{"end": 5, "reward": 0.3}, {"end": 12, "reward": 0.51}]},
+    "token_rewards": [0.3, 0.0, 0.51],
+}
+ITEM = {"question": "q?", "passages": ["p"], "response": "Hello, world",
+        "token_offsets": [[0, 5], [5, 6], [6, 12]]}
+
+
+def make(handler, **kw):
+    return HttpClient("http://fgrm.test", transport=httpx.MockTransport(handler), retry=FAST, **kw)
+
+
+def test_score_sends_the_wire_format_and_parses_results():
+    seen = {}
+
+    def handler(request):
+        seen["path"] = request.url.path
+        seen["body"] = json.loads(request.content)
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    with make(handler) as c:
+        [r] = c.score([ITEM], weights={"relevance": 2}, profile="default")
+    assert seen["path"] == "/v1/score"
+    assert seen["body"] == {"items": [ITEM], "weights": {"relevance": 2.0}, "profile": "default"}
+    assert r.types["relevance"].segments[1].end == 12
+    assert r.types["completeness"].segments[0].score == 1.4
+    assert r.mixed.events[1].reward == pytest.approx(0.51)
+    assert r.token_rewards == (0.3, 0.0, 0.51)
+
+
+def test_score_omits_unset_optionals():
+    def handler(request):
+        body = json.loads(request.content)
+        assert set(body) == {"items"} and "token_offsets" not in body["items"][0]
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    with make(handler) as c:
+        c.score([{"question": "q", "response": "r"}])
+
+
+def test_service_down_bounded_retries_then_unavailable():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with make(handler) as c, pytest.raises(Unavailable) as ei:
+        c.score([ITEM])
+    assert len(calls) == FAST.max_attempts
+    assert ei.value.attempts == FAST.max_attempts
+    assert ei.value.status is None and "fgrm.test" in ei.value.endpoint
+
+
+def test_503_backs_off_then_succeeds(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    answers = iter([503, 503, 200])
+
+    def handler(request):
+        code = next(answers)
+        if code == 503:
+            return httpx.Response(503, json={"error": {"type": "overloaded", "message": "queue full"}})
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    with make(handler) as c:
+        assert len(c.score([ITEM])) == 1
+    assert len(sleeps) == 2  # two backoffs, then success
+
+
+def test_backoff_grows_and_honours_retry_after(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=1.0)
+
+    def handler(request):
+        return httpx.Response(429, headers={"retry-after": "0.5"}, json={"error": "busy"})
+
+    c = HttpClient("http://fgrm.test", transport=httpx.MockTransport(handler), retry=policy)
+    with pytest.raises(Overloaded) as ei:
+        c.score([ITEM])
+    assert ei.value.attempts == 3 and ei.value.status == 429
+    assert sleeps == [0.5, 0.5]  # Retry-After wins over the tiny jittered backoff
+
+
+def test_overload_exhausted_is_typed():
+    def handler(request):
+        return httpx.Response(503, json={"error": {"type": "overloaded", "message": "queue full (64)"}})
+
+    with make(handler) as c, pytest.raises(Overloaded, match=r"queue full \(64\)"):
+        c.score([ITEM])
+
+
+def test_invalid_input_is_not_retried_and_names_the_field():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        return httpx.Response(400, json={"error": {"type": "invalid_input",
+                                                   "field": "items[0].response",
+                                                   "message": "empty response"}})
+
+    with make(handler) as c, pytest.raises(InvalidInput) as ei:
+        c.score([ITEM])
+    assert calls == [1]
+    assert ei.value.field == "items[0].response"
+    assert str(ei.value).startswith("items[0].response: empty response")
+
+
+def test_pydantic_style_422_yields_field():
+    def handler(request):
+        return httpx.Response(422, json={"detail": [{"loc": ["body", "items", 0], "msg": "bad"}]})
+
+    with make(handler) as c, pytest.raises(InvalidInput) as ei:
+        c.score([ITEM])
+    assert ei.value.field == "body.items.0" and ei.value.message == "bad"
+
+
+@pytest.mark.parametrize(
+    "status,body,exc",
+    [
+        (500, {"error": {"type": "backend_failure", "message": "boom"}}, ServerError),
+        (503, {"error": {"type": "not_ready", "message": "models loading"}}, NotReady),
+        (504, "gateway timeout", Timeout),
+        (404, "not found", ProtocolError),
+    ],
+)
+def test_status_mapping(status, body, exc):
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    with make(handler) as c, pytest.raises(exc):
+        c.score([ITEM])
+    assert len(calls) == (FAST.max_attempts if status == 503 else 1)
+
+
+def test_read_timeout_is_not_retried():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with make(handler) as c, pytest.raises(Timeout):
+        c.score([ITEM])
+    assert calls == [1]
+
+
+def test_wrong_result_count_and_non_json_are_protocol_errors():
+    with make(lambda r: httpx.Response(200, json={"results": []})) as c, pytest.raises(ProtocolError):
+        c.score([ITEM])
+    with make(lambda r: httpx.Response(200, text="<html>")) as c, pytest.raises(ProtocolError):
+        c.score([ITEM])
+
+
+def test_wait_until_ready_polls_then_times_out():
+    states = iter([503, 503, 200])
+    with make(lambda r: httpx.Response(next(states))) as c:
+        c.wait_until_ready(timeout=5, poll_interval=0.001)
+    with make(lambda r: httpx.Response(503)) as c, pytest.raises(Timeout, match="not ready"):
+        c.wait_until_ready(timeout=0.05, poll_interval=0.01)
+
+
+def test_feedback_types_and_mix():
+    def handler(request):
+        if request.url.path == "/v1/feedback_types":
+            return httpx.Response(200, json={"feedback_types": [
+                {"name": "relevance", "granularity": "sub-sentence", "kind": "segment_classifier",
+                 "weight": 1.0}]})
+        body = json.loads(request.content)
+        assert request.url.path == "/v1/mix"
+        assert body["weights"] == {"relevance": 0.5}
+        assert body["components"][0]["relevance"]["segments"][0]["p_error"] == 0.1
+        return httpx.Response(200, json={"results": [{"mixed": {
+            "weights": {"relevance": 0.5}, "total": 0.3,
+            "events": [{"end": 5, "reward": 0.15}, {"end": 12, "reward": 0.15}]}}]})
+
+    with make(handler) as c:
+        [ft] = c.feedback_types()
+        assert ft.name == "relevance" and ft.kind == "segment_classifier"
+        from fgrm_client.types import parse_item_result
+        [m] = c.mix([parse_item_result(RESULT)], {"relevance": 0.5})
+        assert m.mixed.total == pytest.approx(0.3) and m.types == {}
+
+
+def test_async_client_retries_and_types():
+    calls = []
+
+    async def handler(request):
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    async def main():
+        async with AsyncHttpClient("http://fgrm.test", transport=httpx.MockTransport(handler),
+                                   retry=FAST) as c:
+            [r] = await c.score([ITEM])
+            return r
+
+    r = asyncio.run(main())
+    assert len(calls) == 2 and r.mixed.total == pytest.approx(0.81)
+
+    async def down():
+        async def h(request):
+            raise httpx.ConnectError("refused", request=request)
+        async with AsyncHttpClient("http://fgrm.test", transport=httpx.MockTransport(h),
+                                   retry=FAST) as c:
+            await c.score([ITEM])
+
+    with pytest.raises(Unavailable):
+        asyncio.run(down())
+
+
+def test_nothing_heavy_is_imported():
+    import subprocess
+    import sys
+
+    code = ("import sys, fgrm_client, fgrm_client.align, fgrm_client.trl; "
+            "print([m for m in ('torch', 'transformers', 'bentoml') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
