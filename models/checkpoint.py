@@ -1,0 +1,89 @@
+"""Checkpoint directories: Hugging Face encoder + tokenizer + heads + `fgrm.json` metadata.
+
+Layout of a checkpoint directory:
+  config.json, model.safetensors       the encoder (saved in fp16 to halve the repository size)
+  tokenizer.json, tokenizer_config.json the tokenizer, with the [SEG] marker added
+  heads.safetensors                     segment_head / sequence_head weights (fp32)
+  fgrm.json                             heads, marker, max length, normalisation stats, training info
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+META_FILE = "fgrm.json"
+HEADS_FILE = "heads.safetensors"
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    meta: dict
+    encoder: "object"  # models.encoding.Encoder
+    backend: "object"  # a models.runtime Backend
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    meta_file = path / META_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} is not an fgrm checkpoint (no {META_FILE})")
+    return json.loads(meta_file.read_text())
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_network(path: str | Path, dtype=None):
+    """The torch RewardNetwork of a checkpoint, in eval mode, fp32 unless `dtype` is given."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from models.network import RewardNetwork
+
+    path = Path(path)
+    meta = read_meta(path)
+    encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32, add_pooling_layer=False) \
+        if meta.get("encoder_type", "bert") == "bert" else AutoModel.from_pretrained(str(path), dtype=torch.float32)
+    net = RewardNetwork(encoder, meta["segment_heads"], meta["sequence_heads"])
+    net.load_state_dict({k: v.float() for k, v in load_file(str(path / HEADS_FILE)).items()}, strict=False)
+    net.eval()
+    if dtype is not None:
+        net = net.to(dtype)
+    return net
+
+
+def save_network(net, tokenizer, path: str | Path, meta: dict, fp16: bool = True) -> None:
+    """Write a checkpoint directory (encoder in fp16 by default; heads fp32)."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    encoder = net.encoder
+    state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in encoder.state_dict().items()}
+    encoder.config.save_pretrained(str(path))
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    heads = {k: v.float().contiguous() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
+    save_file(heads, str(path / HEADS_FILE))
+    tokenizer.save_pretrained(str(path))
+    (path / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def load(path: str | Path, runtime: str = "auto", use_passages: bool | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint for scoring: encoder (tokenisation) + backend (forward pass)."""
+    from models import runtime as runtimes
+    from models.encoding import Encoder
+
+    path = Path(path)
+    meta = read_meta(path)
+    tok = load_tokenizer(path)
+    enc = Encoder(tok, int(meta["max_length"]),
+                  meta.get("use_passages", True) if use_passages is None else use_passages,
+                  meta.get("marker_token", "[SEG]"))
+    return LoadedCheckpoint(path, meta, enc, runtimes.create(path, runtime))

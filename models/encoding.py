@@ -1,0 +1,97 @@
+"""Model inputs: question, passages and a response with one marker token before each segment.
+
+Layout: [CLS] question [SEP] passages [SEP] [SEG] seg_1 [SEG] seg_2 ... [SEP]
+(without passages: [CLS] question [SEP] [SEG] seg_1 ... [SEP]).
+
+Each segment is tokenised on its own from its exact character span, so the marker positions
+are known by construction: no re-tokenising of the whole text to find segment ends (a
+caveat of the paper's release). Markers are never truncated: passages are cut first, then
+the question; a response that cannot fit raises `InputTooLong` naming the limit.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from models.errors import InputTooLong
+from models.segment import Segment, sentences
+
+MARKER_TOKEN = "[SEG]"
+_WORD = re.compile(r"[a-z0-9]{3,}")
+_STOP = frozenset("the and was were for with that this from are has have had his her its which who not but".split())
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    marker_positions: list[int]  # token index of the marker before each segment, in segment order
+    passage_tokens: int  # how many passage tokens survived truncation (diagnostics)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def rank_passage_sentences(passages: list[str], response: str) -> list[str]:
+    """Passage sentences ordered by word overlap with the response (ties keep document order).
+
+    A factual sentence is one the passages support; with ~500 words of passages and a 512-token
+    window, keeping the sentences that share content words with the response is what lets the
+    factuality head see the evidence. Deterministic, per item (batch-invariant).
+    """
+    resp = _content_words(response)
+    sents = [s.text for p in passages for s in sentences(p)]
+    scored = sorted(range(len(sents)), key=lambda i: (-len(_content_words(sents[i]) & resp), i))
+    return [sents[i] for i in scored]
+
+
+class Encoder:
+    """Turns (question, passages, response segments) into token ids with marker positions."""
+
+    def __init__(self, tokenizer, max_length: int, use_passages: bool, marker_token: str = MARKER_TOKEN):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.use_passages = use_passages
+        self.marker_id = tokenizer.convert_tokens_to_ids(marker_token)
+        if self.marker_id is None or self.marker_id == tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no marker token {marker_token!r}")
+        self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def response_cost(self, segments: list[Segment]) -> int:
+        """Tokens the response needs with its markers (the part that may never be cut)."""
+        return sum(len(ids) + 1 for ids in self._ids([s.text for s in segments]))
+
+    def encode(self, question: str, passages: list[str], response: str, segments: list[Segment]) -> Encoded:
+        seg_ids = self._ids([s.text for s in segments])
+        fixed = 3 + (1 if self.use_passages else 0)  # CLS, SEP after question, [SEP after passages], final SEP
+        resp_len = sum(len(ids) + 1 for ids in seg_ids)
+        if fixed + resp_len > self.max_length:
+            raise InputTooLong("response", fixed + resp_len, self.max_length)
+        budget = self.max_length - fixed - resp_len
+        q_ids = self._ids([question])[0] if question else []
+        q_ids = q_ids[:budget]  # cut the question only if even the question alone does not fit
+        budget -= len(q_ids)
+        p_ids: list[int] = []
+        if self.use_passages and passages and budget > 0:
+            ranked = rank_passage_sentences(passages, response)
+            for ids in self._ids(ranked):
+                if len(p_ids) + len(ids) > budget:
+                    continue  # a shorter, less similar sentence may still fit
+                p_ids.extend(ids)
+        ids = [self.cls_id, *q_ids, self.sep_id]
+        if self.use_passages:
+            ids += [*p_ids, self.sep_id]
+        markers = []
+        for s_ids in seg_ids:
+            markers.append(len(ids))
+            ids.append(self.marker_id)
+            ids.extend(s_ids)
+        ids.append(self.sep_id)
+        return Encoded(ids, markers, len(p_ids))

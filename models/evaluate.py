@@ -1,0 +1,156 @@
+"""`fgrm eval`: segment accuracy / error-F1 and preference accuracy on QA-Feedback-format data.
+
+Definitions (also in the README):
+- relevance.*: every sub-sentence of `prediction 1`; label "error" when it overlaps a relevance
+  error span (Irrelevant/Redundant/Incoherent) by at least min(5, its word count) words.
+- factuality.*: every sentence of `prediction 1` that does not overlap a relevance error span
+  (annotators did not mark factual errors inside irrelevant text); label "error" when it
+  overlaps a Wrong-Grounding/Unverifiable span. factuality_all.*: the same over all sentences.
+- accuracy = correct / n; error_f1 = F1 of the "error" class; majority_accuracy = share of the
+  larger class in this data; all_error_f1 = error-F1 of predicting "error" everywhere.
+- completeness.pairwise_accuracy: over all non-tie human preference pairs among the four
+  predictions, the share where the preferred one scores higher (a score tie counts as wrong);
+  prefer_earlier_accuracy = share of pairs where the earlier prediction is preferred.
+Empty sets give n = 0 and null metrics, never a division by zero.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import numpy as np
+
+from models.data import IGNORE, label_response, error_spans, preference_pairs
+from models.encoding import Encoder
+from models.errors import InputTooLong
+
+ForwardFn = Callable[[np.ndarray, np.ndarray], dict]
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    width = max((len(s) for s in seqs), default=1)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def score_responses(forward: ForwardFn, encoder: Encoder, items: list[tuple[str, list[str], str, list]],
+                    segment_heads: list[str], sequence_heads: list[str], batch_size: int = 16):
+    """For each (question, passages, response, subsentences): (p_error[head] per segment, score[head])."""
+    encoded = []
+    for q, ps, resp, subs in items:
+        try:
+            encoded.append(encoder.encode(q, ps, resp, subs))
+        except InputTooLong:
+            encoded.append(None)
+    order = sorted(range(len(items)), key=lambda i: len(encoded[i].input_ids) if encoded[i] else 0)
+    out: list = [None] * len(items)
+    for start in range(0, len(order), batch_size):
+        idx = [i for i in order[start:start + batch_size] if encoded[i] is not None]
+        if not idx:
+            continue
+        ids, mask = pad_batch([encoded[i].input_ids for i in idx], encoder.pad_id)
+        res = forward(ids, mask)
+        logits, scores = res["segment_logits"], res["sequence_scores"]
+        for row, i in enumerate(idx):
+            pos = encoded[i].marker_positions
+            lg = logits[row, pos]  # (n_seg, H, 2)
+            lg = lg - lg.max(-1, keepdims=True)
+            p = np.exp(lg)[..., 1] / np.exp(lg).sum(-1)
+            out[i] = ({h: p[:, k] for k, h in enumerate(segment_heads)},
+                      {h: float(scores[row, k]) for k, h in enumerate(sequence_heads)})
+    return out
+
+
+def _binary(pred: list[int], gold: list[int]) -> dict:
+    n = len(gold)
+    if n == 0:
+        return {"n": 0, "accuracy": None, "error_f1": None, "majority_accuracy": None, "all_error_f1": None,
+                "error_rate": None}
+    pred_a, gold_a = np.array(pred), np.array(gold)
+    tp = int(((pred_a == 1) & (gold_a == 1)).sum())
+    fp = int(((pred_a == 1) & (gold_a == 0)).sum())
+    fn = int(((pred_a == 0) & (gold_a == 1)).sum())
+    pos = int(gold_a.sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+    return {"n": n, "accuracy": float((pred_a == gold_a).mean()), "error_f1": f1,
+            "majority_accuracy": max(pos, n - pos) / n, "all_error_f1": 2 * pos / (pos + n) if pos else 0.0,
+            "error_rate": pos / n}
+
+
+def evaluate(records: list[dict], forward: ForwardFn, encoder: Encoder, meta: dict, batch_size: int = 16) -> dict:
+    seg_heads, seq_heads = meta["segment_heads"], meta["sequence_heads"]
+    examples = [label_response(r, r["prediction 1"], error_spans(r)) for r in records]
+    items = [(e.question, e.passages, e.response, e.subsentences) for e in examples]
+    # all four predictions, for preferences (prediction 1's segments come from the labelled example)
+    pref_items, pref_index = [], {}
+    for ri, r in enumerate(records):
+        for k in (1, 2, 3, 4):
+            resp = r.get(f"prediction {k}") or ""
+            pref_index[(ri, k)] = len(pref_items)
+            pref_items.append((r["question"], items[ri][1], resp, label_response(r, resp, None).subsentences))
+    seg_out = score_responses(forward, encoder, items, seg_heads, seq_heads, batch_size)
+    result: dict = {}
+    skipped = sum(1 for o in seg_out if o is None)
+    for head, attr, name in (("relevance", "relevance", "relevance"), ("factuality", "factuality", "factuality"),
+                             ("factuality", "factuality_all", "factuality_all")):
+        if head not in seg_heads:
+            continue
+        pred, gold = [], []
+        for e, o in zip(examples, seg_out):
+            if o is None:
+                continue
+            for lab, p in zip(getattr(e, attr), o[0][head]):
+                if lab != IGNORE:
+                    gold.append(lab)
+                    pred.append(int(p > 0.5))
+        result[name] = _binary(pred, gold)
+    if "completeness" in seq_heads:
+        scores = score_responses(forward, encoder, pref_items, seg_heads, seq_heads, batch_size)
+        correct = earlier = n = 0
+        for ri, r in enumerate(records):
+            for a, b in preference_pairs(r):
+                sa, sb = scores[pref_index[(ri, a)]], scores[pref_index[(ri, b)]]
+                if sa is None or sb is None:
+                    continue
+                n += 1
+                correct += int(sa[1]["completeness"] > sb[1]["completeness"])
+                earlier += int(a < b)
+        result["completeness"] = {"n_pairs": n, "pairwise_accuracy": correct / n if n else None,
+                                  "prefer_earlier_accuracy": earlier / n if n else None}
+    result["records"] = len(records)
+    result["skipped_too_long"] = skipped
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models import checkpoint as ckpt
+    from models.config import REPO_ROOT
+    from models.data import load_records, split_records
+
+    ap = argparse.ArgumentParser(prog="fgrm eval", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="QA-Feedback feedback-format JSON file")
+    ap.add_argument("--checkpoint", default=str(REPO_ROOT / "artifacts" / "fgrm-qa-minilm"))
+    ap.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
+    ap.add_argument("--split", default="all", choices=["all", "train", "dev"],
+                    help="evaluate on the fixed dev split (or train split) of --data instead of all of it")
+    ap.add_argument("--json", action="store_true", help="print one JSON object (default: also JSON, indented)")
+    args = ap.parse_args(argv)
+    records = load_records(args.data)
+    if args.split != "all":
+        train, dev = split_records(records)
+        records = dev if args.split == "dev" else train
+    loaded = ckpt.load(args.checkpoint, args.runtime)
+    res = evaluate(records, loaded.backend.forward, loaded.encoder, loaded.meta)
+    res["runtime"] = {"name": loaded.backend.name, "provider": loaded.backend.provider}
+    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
