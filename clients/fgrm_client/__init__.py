@@ -20,6 +20,7 @@ from .errors import (
     ProtocolError,
     ServerError,
     Timeout,
+    Unauthorized,
     Unavailable,
 )
 from .http import AsyncHttpClient, HttpClient
@@ -40,5 +41,5 @@ __all__ = [
     "AsyncGrpcClient", "AsyncHttpClient", "Event", "FeedbackTypeInfo", "FgrmError", "GrpcClient",
     "HttpClient", "InvalidInput", "Item", "ItemResult", "Mixed", "NO_RETRY", "NotReady",
     "Overloaded", "ProtocolError", "RetryPolicy", "Segment", "ServerError", "Timeout",
-    "TypeResult", "Unavailable",
+    "TypeResult", "Unauthorized", "Unavailable",
 ]

@@ -12,6 +12,8 @@
     ├── Timeout                a request (or ``wait_until_ready``) ran past its deadline.
     │                          Not retried: the service may still be working on it, and a
     │                          retry would double the load exactly when it is slow.
+    ├── Unauthorized           an admin operation without the right token (HTTP 401/403,
+    │                          UNAUTHENTICATED / PERMISSION_DENIED).
     ├── ServerError            the service failed while scoring (HTTP 5xx other than 503,
     │                          gRPC INTERNAL / UNKNOWN), e.g. a backend failure.
     └── ProtocolError          the answer did not match the wire format this client speaks
@@ -62,7 +64,10 @@ class InvalidInput(FgrmError):
 
     def __str__(self) -> str:
         base = super().__str__()
-        return f"{self.field}: {base}" if self.field else base
+        # The service's own messages already start with the field; do not say it twice.
+        if self.field and not self.message.startswith(self.field):
+            return f"{self.field}: {base}"
+        return base
 
 
 class Overloaded(FgrmError):
@@ -81,6 +86,10 @@ class Timeout(FgrmError):
     """A deadline passed before the answer came back."""
 
 
+class Unauthorized(FgrmError):
+    """The service refused an admin operation (missing or wrong token)."""
+
+
 class ServerError(FgrmError):
     """The service failed while handling a valid request."""
 
@@ -96,6 +105,7 @@ __all__ = [
     "Unavailable",
     "NotReady",
     "Timeout",
+    "Unauthorized",
     "ServerError",
     "ProtocolError",
 ]

@@ -27,6 +27,7 @@ from .errors import (
     ProtocolError,
     ServerError,
     Timeout,
+    Unauthorized,
     Unavailable,
 )
 from .types import (
@@ -67,40 +68,38 @@ def _build_score(items, weights, profile) -> dict[str, Any]:
     return body
 
 
-def type_result_to_json(t: TypeResult) -> dict[str, Any]:
-    segs = []
-    for s in t.segments:
-        d: dict[str, Any] = {"start": s.start, "end": s.end, "text": s.text, "reward": s.reward}
-        if s.p_error is not None:
-            d["p_error"] = s.p_error
-        if s.score is not None:
-            d["score"] = s.score
-        segs.append(d)
-    return {"granularity": t.granularity, "total": t.total, "segments": segs}
+def _offsets_json(offs) -> list[list[int]]:
+    return [[int(a), int(b)] for a, b in offs]
 
 
-def _components_json(components) -> list[dict[str, Any]]:
-    out = []
-    for c in components:
+def mix_items_json(components, token_offsets=None) -> list[dict[str, Any]]:
+    """``MixRequest.items`` as JSON: per type its granularity and (end, reward) per segment."""
+    items = []
+    for i, c in enumerate(components):
         types = c.types if isinstance(c, ItemResult) else c
-        out.append(
-            {
-                name: type_result_to_json(t) if isinstance(t, TypeResult) else dict(t)
-                for name, t in types.items()
+        item: dict[str, Any] = {"types": {}}
+        for name, t in types.items():
+            if isinstance(t, TypeResult):
+                t = {"granularity": t.granularity,
+                     "segments": [{"end": s.end, "reward": s.reward} for s in t.segments]}
+            item["types"][name] = {
+                "granularity": t["granularity"],
+                "segments": [{"end": int(s["end"]), "reward": float(s["reward"])}
+                             for s in t["segments"]],
             }
-        )
-    return out
+        if token_offsets is not None and token_offsets[i] is not None:
+            item["token_offsets"] = _offsets_json(token_offsets[i])
+        items.append(item)
+    return items
 
 
-def _build_mix(components, weights, token_offsets) -> dict[str, Any]:
+def _build_mix(components, weights, token_offsets, profile=None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "components": _components_json(components),
-        "weights": {str(k): float(v) for k, v in weights.items()},
+        "items": mix_items_json(components, token_offsets),
+        "weights": {str(k): float(v) for k, v in (weights or {}).items()},
     }
-    if token_offsets is not None:
-        body["token_offsets"] = [
-            None if offs is None else [[int(s), int(e)] for s, e in offs] for offs in token_offsets
-        ]
+    if profile is not None:
+        body["profile"] = profile
     return body
 
 
@@ -139,7 +138,8 @@ def _error_payload(response: httpx.Response) -> tuple[str, str | None, str | Non
                 loc = first.get("loc") if isinstance(first, Mapping) else None
                 field = ".".join(str(p) for p in loc) if loc else None
                 return str(first.get("msg", message)), field, None
-            return str(message), err.get("field"), err.get("type") or err.get("code")
+            kind = err.get("kind") or err.get("type") or err.get("code")
+            return str(message), err.get("field"), kind
         return str(err), data.get("field"), data.get("type")
     return str(data)[:500], None, None
 
@@ -157,16 +157,19 @@ def error_from_response(response: httpx.Response, attempts: int = 1) -> FgrmErro
     message, field, kind = _error_payload(response)
     kw = dict(endpoint=str(response.request.url), status=response.status_code, attempts=attempts)
     code = response.status_code
-    if code in (400, 422):
+    # The service's error.kind is authoritative; the status decides only when it is absent.
+    by_kind = {"invalid_input": InvalidInput, "overloaded": Overloaded, "not_ready": NotReady,
+               "unauthorized": Unauthorized, "backend_failure": ServerError}
+    cls = by_kind.get(str(kind or "").lower())
+    if cls is InvalidInput or (cls is None and code in (400, 422)):
         return InvalidInput(message, field=field, **kw)
+    if cls is not None:
+        return cls(message, **kw)
     if code == 429:
         return Overloaded(message, **kw)
+    if code in (401, 403):
+        return Unauthorized(message, **kw)
     if code == 503:
-        kind_s = (kind or "").lower().replace("_", "")
-        if kind_s == "notready" or "not ready" in message.lower():
-            return NotReady(message, **kw)
-        if kind_s == "overloaded":
-            return Overloaded(message, **kw)
         return Unavailable(message, **kw)
     if code == 504:
         return Timeout(message, **kw)
@@ -289,17 +292,19 @@ class HttpClient(_Base):
     def mix(
         self,
         components: Sequence[ItemResult | Mapping[str, TypeResult]],
-        weights: Mapping[str, float],
+        weights: Mapping[str, float] | None,
         token_offsets: Sequence[Sequence[tuple[int, int]] | None] | None = None,
+        profile: str | None = None,
     ) -> list[ItemResult]:
         """Re-mix already computed per-type rewards with new weights, without re-scoring.
 
-        ``components`` are earlier results (or their ``.types``); the answers carry
-        ``mixed`` (and ``token_rewards`` where offsets were given) but empty ``types``.
+        ``components`` are earlier results (or their ``.types``); ``token_offsets`` (one entry
+        per item, or ``None``) asks for ``token_rewards``. The answers carry ``mixed`` (and
+        ``token_rewards``) but empty ``types``.
         """
-        body = _build_mix(components, weights, token_offsets)
+        body = _build_mix(components, weights, token_offsets, profile)
         data = self._request("POST", MIX_PATH, body)
-        return _parse_mix(data, len(body["components"]), self.base_url + MIX_PATH)
+        return _parse_mix(data, len(body["items"]), self.base_url + MIX_PATH)
 
     def feedback_types(self) -> list[FeedbackTypeInfo]:
         """The feedback types this service scores, with their default weights."""
@@ -380,11 +385,11 @@ class AsyncHttpClient(_Base):
         data = await self._request("POST", SCORE_PATH, body)
         return _parse_results(data, len(body["items"]), self.base_url + SCORE_PATH)
 
-    async def mix(self, components, weights, token_offsets=None) -> list[ItemResult]:
+    async def mix(self, components, weights, token_offsets=None, profile=None) -> list[ItemResult]:
         """See :meth:`HttpClient.mix`."""
-        body = _build_mix(components, weights, token_offsets)
+        body = _build_mix(components, weights, token_offsets, profile)
         data = await self._request("POST", MIX_PATH, body)
-        return _parse_mix(data, len(body["components"]), self.base_url + MIX_PATH)
+        return _parse_mix(data, len(body["items"]), self.base_url + MIX_PATH)
 
     async def feedback_types(self) -> list[FeedbackTypeInfo]:
         """See :meth:`HttpClient.feedback_types`."""

@@ -41,6 +41,7 @@ class Segment:
     reward: float
     p_error: float | None = None  # segment classifiers
     score: float | None = None  # preference scorers (raw, before normalisation)
+    p_bad: float | None = None  # prefix_delta types: P(bad class) of the prefix ending here
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def parse_type_result(d: Mapping[str, Any]) -> TypeResult:
                 reward=float(s["reward"]),
                 p_error=_num(s.get("p_error")),
                 score=_num(s.get("score")),
+                p_bad=_num(s.get("p_bad")),
             )
             for s in d.get("segments", ())
         ),
@@ -146,20 +148,20 @@ def parse_item_result(d: Mapping[str, Any]) -> ItemResult:
 
 
 def parse_feedback_types(d: Any) -> list[FeedbackTypeInfo]:
-    """Accept ``{"feedback_types": [...]}``, ``{"types": [...]}`` or a bare list of dicts."""
+    """Accept ``{"types": [...]}``, ``{"feedback_types": [...]}`` or a bare list of dicts."""
     if isinstance(d, Mapping):
-        d = d.get("feedback_types", d.get("types"))
+        d = d.get("types", d.get("feedback_types"))
     if not isinstance(d, list):
         raise ProtocolError("malformed feedback_types answer")
     out = []
+    known = {"name", "granularity", "kind", "weight", "default_weight"}
     for t in d:
-        known = {"name", "granularity", "kind", "weight"}
         out.append(
             FeedbackTypeInfo(
                 name=str(t["name"]),
                 granularity=str(t.get("granularity", "")),
                 kind=str(t.get("kind", "")),
-                weight=float(t.get("weight", 1.0)),
+                weight=float(t.get("default_weight", t.get("weight", 1.0))),
                 extra={k: v for k, v in t.items() if k not in known},
             )
         )

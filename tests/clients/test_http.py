@@ -16,6 +16,7 @@ from fgrm_client import (
     RetryPolicy,
     ServerError,
     Timeout,
+    Unauthorized,
     Unavailable,
 )
 
@@ -91,7 +92,7 @@ def test_503_backs_off_then_succeeds(monkeypatch):
     def handler(request):
         code = next(answers)
         if code == 503:
-            return httpx.Response(503, json={"error": {"type": "overloaded", "message": "queue full"}})
+            return httpx.Response(503, json={"error": {"kind": "overloaded", "message": "queue full"}})
         return httpx.Response(200, json={"results": [RESULT]})
 
     with make(handler) as c:
@@ -116,7 +117,7 @@ def test_backoff_grows_and_honours_retry_after(monkeypatch):
 
 def test_overload_exhausted_is_typed():
     def handler(request):
-        return httpx.Response(503, json={"error": {"type": "overloaded", "message": "queue full (64)"}})
+        return httpx.Response(503, json={"error": {"kind": "overloaded", "message": "queue full (64)"}})
 
     with make(handler) as c, pytest.raises(Overloaded, match=r"queue full \(64\)"):
         c.score([ITEM])
@@ -127,15 +128,15 @@ def test_invalid_input_is_not_retried_and_names_the_field():
 
     def handler(request):
         calls.append(1)
-        return httpx.Response(400, json={"error": {"type": "invalid_input",
+        return httpx.Response(400, json={"error": {"kind": "invalid_input",
                                                    "field": "items[0].response",
-                                                   "message": "empty response"}})
+                                                   "message": "items[0].response: empty"}})
 
     with make(handler) as c, pytest.raises(InvalidInput) as ei:
         c.score([ITEM])
     assert calls == [1]
     assert ei.value.field == "items[0].response"
-    assert str(ei.value).startswith("items[0].response: empty response")
+    assert str(ei.value).startswith("items[0].response: empty (")  # field said once
 
 
 def test_pydantic_style_422_yields_field():
@@ -150,10 +151,12 @@ def test_pydantic_style_422_yields_field():
 @pytest.mark.parametrize(
     "status,body,exc",
     [
-        (500, {"error": {"type": "backend_failure", "message": "boom"}}, ServerError),
-        (503, {"error": {"type": "not_ready", "message": "models loading"}}, NotReady),
+        (500, {"error": {"kind": "backend_failure", "message": "boom"}}, ServerError),
+        (503, {"error": {"kind": "not_ready", "message": "models loading"}}, NotReady),
         (504, "gateway timeout", Timeout),
         (404, "not found", ProtocolError),
+        (401, {"error": {"kind": "unauthorized", "message": "admin token"}}, Unauthorized),
+        (429, {"error": {"message": "full"}}, Overloaded),
     ],
 )
 def test_status_mapping(status, body, exc):
@@ -167,7 +170,7 @@ def test_status_mapping(status, body, exc):
 
     with make(handler) as c, pytest.raises(exc):
         c.score([ITEM])
-    assert len(calls) == (FAST.max_attempts if status == 503 else 1)
+    assert len(calls) == (FAST.max_attempts if status in (429, 503) else 1)
 
 
 def test_read_timeout_is_not_retried():
@@ -200,20 +203,23 @@ def test_wait_until_ready_polls_then_times_out():
 def test_feedback_types_and_mix():
     def handler(request):
         if request.url.path == "/v1/feedback_types":
-            return httpx.Response(200, json={"feedback_types": [
+            return httpx.Response(200, json={"types": [
                 {"name": "relevance", "granularity": "sub-sentence", "kind": "segment_classifier",
-                 "weight": 1.0}]})
+                 "default_weight": 0.7, "runtime": "onnx"}]})
         body = json.loads(request.content)
         assert request.url.path == "/v1/mix"
         assert body["weights"] == {"relevance": 0.5}
-        assert body["components"][0]["relevance"]["segments"][0]["p_error"] == 0.1
+        assert body["items"][0]["types"]["relevance"] == {
+            "granularity": "sub-sentence",
+            "segments": [{"end": 5, "reward": 0.3}, {"end": 12, "reward": 0.3}]}
         return httpx.Response(200, json={"results": [{"mixed": {
             "weights": {"relevance": 0.5}, "total": 0.3,
             "events": [{"end": 5, "reward": 0.15}, {"end": 12, "reward": 0.15}]}}]})
 
     with make(handler) as c:
         [ft] = c.feedback_types()
-        assert ft.name == "relevance" and ft.kind == "segment_classifier"
+        assert ft.name == "relevance" and ft.kind == "segment_classifier" and ft.weight == 0.7
+        assert ft.extra == {"runtime": "onnx"}
         from fgrm_client.types import parse_item_result
         [m] = c.mix([parse_item_result(RESULT)], {"relevance": 0.5})
         assert m.mixed.total == pytest.approx(0.3) and m.types == {}
@@ -252,7 +258,7 @@ def test_nothing_heavy_is_imported():
     import subprocess
     import sys
 
-    code = ("import sys, fgrm_client, fgrm_client.align, fgrm_client.trl; "
+    code = ("import sys, fgrm_client, fgrm_client.align, fgrm_client.trl, fgrm_client.grpc; "
             "print([m for m in ('torch', 'transformers', 'bentoml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
