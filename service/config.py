@@ -1,0 +1,145 @@
+"""One typed settings object for the service process; the environment is read here and only here.
+
+Every field is documented once, below. `fgrm serve` turns its flags into these environment
+variables for the `bentoml serve` worker processes, which call `Settings.from_env()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "FGRM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    feedback_types: Path = REPO_ROOT / "models" / "feedback_types.toml"
+    """TOML file listing the feedback types to serve (env FGRM_FEEDBACK_TYPES)."""
+
+    runtime: str = "auto"
+    """Model runtime: auto | torch | onnx | onnx-int8 (env FGRM_RUNTIME)."""
+
+    profiles: Path | None = None
+    """Optional TOML file of named weight profiles, ``[profiles.NAME] type = weight``; the
+    profile "default" is always the feedback types' configured weights unless redefined there
+    (env FGRM_PROFILES)."""
+
+    admin_token: str = ""
+    """When set, ``PUT /v1/profiles/{name}`` needs ``Authorization: Bearer <token>``; when empty
+    profiles are editable by anyone who can reach the port (env FGRM_ADMIN_TOKEN)."""
+
+    http_host: str = "127.0.0.1"
+    """HTTP bind address, used by `fgrm serve` (env FGRM_HTTP_HOST)."""
+
+    http_port: int = 3000
+    """HTTP port, used by `fgrm serve` (env FGRM_HTTP_PORT)."""
+
+    grpc_host: str = "127.0.0.1"
+    """gRPC bind address (env FGRM_GRPC_HOST)."""
+
+    grpc_port: int = 50051
+    """gRPC port; 0 disables the gRPC server (env FGRM_GRPC_PORT). With several workers every
+    worker binds it with SO_REUSEPORT and the kernel spreads connections over them."""
+
+    workers: int = 1
+    """BentoML worker processes. Each has its own engine and batches; one worker makes the
+    largest batches and, on CPU, intra-op threads already use every core (env FGRM_WORKERS)."""
+
+    max_batch_tokens: int = 8192
+    """Token budget of one forward pass, counted with padding (batch rows x longest row)
+    (env FGRM_MAX_BATCH_TOKENS)."""
+
+    max_batch_rows: int = 64
+    """Most sequences in one forward pass (env FGRM_MAX_BATCH_ROWS)."""
+
+    batch_wait_ms: float = 0.0
+    """How long the batcher waits for more requests after the first one arrives while the
+    model is idle. 0: start at once; requests that arrive during a forward pass join the next
+    batch anyway (env FGRM_BATCH_WAIT_MS)."""
+
+    max_queue_items: int = 512
+    """Items admitted (queued or being scored) at once; beyond it requests are refused with
+    Overloaded immediately (env FGRM_MAX_QUEUE_ITEMS)."""
+
+    max_items_per_request: int = 256
+    """Items in one request (env FGRM_MAX_ITEMS_PER_REQUEST)."""
+
+    max_response_chars: int = 20_000
+    """Characters of one response (env FGRM_MAX_RESPONSE_CHARS)."""
+
+    max_question_chars: int = 4_000
+    """Characters of one question (env FGRM_MAX_QUESTION_CHARS)."""
+
+    max_passages: int = 64
+    """Passages of one item (env FGRM_MAX_PASSAGES)."""
+
+    max_passage_chars: int = 50_000
+    """Characters of all passages of one item together (env FGRM_MAX_PASSAGE_CHARS)."""
+
+    torch_threads: int = 0
+    """torch intra-op threads; 0 leaves torch's default (env FGRM_TORCH_THREADS)."""
+
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+    """Unused FGRM_* variables, kept so a typo can be reported at start-up."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from FGRM_* environment variables, then `overrides` (already typed)."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        extra = {}
+        for key, raw in env.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = key[len(ENV_PREFIX):].lower()
+            if name not in known:
+                extra[key] = raw
+                continue
+            values[name] = _parse(name, known[name], raw)
+        values.update(overrides)
+        settings = cls(**values, extra=extra)
+        settings.check()
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The FGRM_* variables that reproduce these settings in another process."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = "" if value is None else str(value)
+        return out
+
+    def check(self) -> None:
+        from models.runtime import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"FGRM_RUNTIME must be one of {RUNTIMES}, got {self.runtime!r}")
+        for name in ("max_batch_tokens", "max_batch_rows", "max_queue_items", "max_items_per_request",
+                     "max_response_chars", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FGRM_{name.upper()} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.grpc_port < 65536 or not 0 <= self.http_port < 65536:
+            raise ValueError("ports must be in 0..65535")
+
+
+def _parse(name: str, f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind == "Path | None":
+            return Path(raw) if raw else None
+        return raw
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None

@@ -1,0 +1,61 @@
+"""The service's error vocabulary: every failure a client can see is one of these.
+
+The engine raises them; each transport maps them exactly once (HTTP: `service.http_errors`,
+gRPC: `service.grpc_server`). Messages are written for the caller: they name the offending
+field or the limit that was hit, and never carry a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class. `kind` is the stable, machine-readable name sent to clients."""
+
+    kind = "internal"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "message": self.message}
+
+
+class InvalidInput(ServiceError):
+    """The request is wrong; `field` is a path into it such as ``items[3].token_offsets[7]``."""
+
+    kind = "invalid_input"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "field": self.field, "message": self.message}
+
+
+class Overloaded(ServiceError):
+    """The bounded queue is full; the request was refused without doing any work."""
+
+    kind = "overloaded"
+
+
+class NotReady(ServiceError):
+    """Models are not loaded yet (or the engine is shutting down)."""
+
+    kind = "not_ready"
+
+
+class Unauthorized(ServiceError):
+    """An admin operation without the configured admin token."""
+
+    kind = "unauthorized"
+
+
+class BackendFailure(ServiceError):
+    """The model runtime failed. The cause goes to the server log, not to the client."""
+
+    kind = "backend_failure"
+
+
+KINDS = tuple(cls.kind for cls in (InvalidInput, Overloaded, NotReady, Unauthorized, BackendFailure))

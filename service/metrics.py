@@ -1,0 +1,66 @@
+"""Prometheus metrics of the scoring engine, all prefixed ``fgrm_``.
+
+They are recorded in the engine, so HTTP, gRPC and in-process callers report the same numbers.
+Under `bentoml serve` they appear on BentoML's ``/metrics`` beside its own: BentoML runs
+prometheus_client in multiprocess mode and sets PROMETHEUS_MULTIPROC_DIR in each worker
+*after* importing the service module, so prometheus_client is imported here only when an
+`EngineMetrics` is created (in the service's ``__init__``), never at module import.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+_FRACTION_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+_REWARD_BUCKETS = (-2.0, -1.0, -0.5, -0.3, -0.1, 0.0, 0.1, 0.3, 0.5, 1.0, 2.0)
+
+_shared: dict[int, "EngineMetrics"] = {}
+_lock = threading.Lock()
+
+
+class EngineMetrics:
+    """The engine's metric objects, registered once per registry."""
+
+    def __init__(self, registry=None):
+        import prometheus_client as pc
+
+        kw = {"registry": registry} if registry is not None else {}
+        self.requests = pc.Counter("fgrm_requests", "Scoring requests by transport and API.",
+                                   ["transport", "api"], **kw)
+        self.items = pc.Counter("fgrm_items", "Items scored, by transport.", ["transport"], **kw)
+        self.errors = pc.Counter("fgrm_errors", "Requests that failed, by error kind.", ["kind"], **kw)
+        self.queue_wait = pc.Histogram("fgrm_queue_wait_seconds",
+                                       "Time a sequence waited between admission and its forward pass.",
+                                       buckets=_LATENCY_BUCKETS, **kw)
+        self.queue_depth = pc.Gauge("fgrm_queue_items", "Items admitted and not yet answered.",
+                                    multiprocess_mode="livesum", **kw)
+        self.batch_size = pc.Histogram("fgrm_batch_size", "Sequences per forward pass.",
+                                       buckets=_SIZE_BUCKETS, **kw)
+        self.batch_tokens = pc.Histogram("fgrm_batch_tokens", "Padded tokens per forward pass (rows x width).",
+                                         buckets=_TOKEN_BUCKETS, **kw)
+        self.padding = pc.Histogram("fgrm_batch_padding_fraction", "Share of a forward pass's tokens that are padding.",
+                                    buckets=_FRACTION_BUCKETS, **kw)
+        self.batches = pc.Counter("fgrm_batches", "Forward passes, by the transports whose items they carried "
+                                  "(e.g. 'grpc+http' = one pass shared by both).", ["transports"], **kw)
+        self.forward_seconds = pc.Histogram("fgrm_forward_seconds", "Wall time of one forward pass.",
+                                            ["runtime", "provider"], buckets=_LATENCY_BUCKETS, **kw)
+        self.request_seconds = pc.Histogram("fgrm_request_seconds", "Engine time of one scoring request.",
+                                            ["transport"], buckets=_LATENCY_BUCKETS, **kw)
+        self.reward = pc.Histogram("fgrm_reward", "Per-item total reward by feedback type (unweighted); "
+                                   "type='mixed' is the weighted total.", ["type"], buckets=_REWARD_BUCKETS, **kw)
+
+    @classmethod
+    def shared(cls, registry=None) -> "EngineMetrics":
+        """One instance per registry (prometheus refuses to register a name twice)."""
+        if registry is None:
+            import prometheus_client
+
+            registry = prometheus_client.REGISTRY
+        with _lock:
+            key = id(registry)
+            if key not in _shared:
+                _shared[key] = cls(registry)
+            return _shared[key]

@@ -1,0 +1,154 @@
+"""Weights, named profiles, the mix Σ_k w_k · r_k, and rewards on the trainer's tokens.
+
+Pure functions over `service.domain` data: no model, no I/O, so `/v1/mix` is stateless and
+cheap, and `/v1/score` mixes with exactly the same code.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import tomllib
+from bisect import bisect_right
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from service.domain import Component, Mixed, MixEvent
+from service.errors import InvalidInput
+
+DEFAULT_PROFILE = "default"
+
+
+def check_weights(weights: Mapping[str, object], known: Sequence[str], field: str = "weights") -> dict[str, float]:
+    """Validated weights: known feedback types, finite numbers >= 0. Errors name the entry."""
+    out: dict[str, float] = {}
+    for name, value in weights.items():
+        where = f"{field}.{name}"
+        if name not in known:
+            raise InvalidInput(where, f"unknown feedback type {name!r}; known types: {', '.join(known)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(where, f"weight must be a number, got {type(value).__name__}")
+        value = float(value)
+        if math.isnan(value) or math.isinf(value):
+            raise InvalidInput(where, f"weight must be a finite number, got {value}")
+        if value < 0:
+            raise InvalidInput(where, f"weight must be >= 0, got {value}")
+        out[name] = value
+    return out
+
+
+class Profiles:
+    """Named weight profiles, complete over the configured types; "default" always exists.
+
+    Kept in memory per worker process; PUT edits are not persisted (seed them with
+    FGRM_PROFILES to survive restarts).
+    """
+
+    def __init__(self, defaults: Mapping[str, float], seed: Mapping[str, Mapping[str, object]] | None = None):
+        self.types = list(defaults)
+        self._configured = dict(defaults)
+        self._profiles: dict[str, dict[str, float]] = {DEFAULT_PROFILE: dict(defaults)}
+        self._lock = threading.Lock()
+        for name, weights in (seed or {}).items():
+            self.put(name, weights, field=f"profiles.{name}")
+
+    @classmethod
+    def from_file(cls, defaults: Mapping[str, float], path: Path | None) -> "Profiles":
+        if path is None:
+            return cls(defaults)
+        with Path(path).open("rb") as fh:
+            doc = tomllib.load(fh)
+        return cls(defaults, doc.get("profiles", {}))
+
+    def all(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._profiles.items()}
+
+    def get(self, name: str, field: str = "profile") -> dict[str, float]:
+        with self._lock:
+            if name not in self._profiles:
+                raise InvalidInput(field, f"unknown profile {name!r}; known profiles: {', '.join(self._profiles)}")
+            return dict(self._profiles[name])
+
+    def put(self, name: str, weights: Mapping[str, object], field: str = "weights") -> dict[str, float]:
+        """Create or replace a profile; types it does not name keep their configured default."""
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidInput("name", f"profile names are letters, digits, '-', '_' and '.', got {name!r}")
+        checked = check_weights(weights, self.types, field)
+        with self._lock:
+            full = {**self._configured, **checked}
+            self._profiles[name] = full
+            return dict(full)
+
+    def resolve(self, weights: Mapping[str, object] | None, profile: str | None) -> dict[str, float]:
+        """Effective weights: the profile's (default "default"), overridden per type by `weights`."""
+        base = self.get(profile or DEFAULT_PROFILE)
+        if weights:
+            base.update(check_weights(weights, self.types))
+        return base
+
+
+def mix(components: Mapping[str, Component], weights: Mapping[str, float]) -> Mixed:
+    """Σ_k w_k · r_k per reward position (a segment's end), in the order of `weights`."""
+    events: dict[int, float] = {}
+    for name, w in weights.items():
+        comp = components.get(name)
+        if comp is None:
+            continue
+        for end, reward in comp.segments:
+            events[end] = events.get(end, 0.0) + w * reward
+    ordered = [MixEvent(end, events[end]) for end in sorted(events)]
+    return Mixed(dict(weights), float(sum(e.reward for e in ordered)), ordered)
+
+
+def token_rewards(components: Mapping[str, Component], weights: Mapping[str, float],
+                  offsets: Sequence[tuple[int, int]]) -> list[float]:
+    """Dense per-token rewards: a segment's reward on the token holding its last character
+    (``end - 1``); a response-level reward on the last token. No tokens → ``[]``."""
+    out = [0.0] * len(offsets)
+    if not offsets:
+        return out
+    starts = [s for s, _ in offsets]
+    for name, w in weights.items():
+        comp = components.get(name)
+        if comp is None:
+            continue
+        for end, reward in comp.segments:
+            idx = len(offsets) - 1 if comp.granularity == "response" else token_at(offsets, starts, end - 1)
+            out[idx] += w * reward
+    return out
+
+
+def token_at(offsets: Sequence[tuple[int, int]], starts: Sequence[int], char: int) -> int:
+    """Index of the token holding character `char`: the last token starting at or before it,
+    stepping back over zero-width tokens; a character in a gap goes to the token before it."""
+    j = bisect_right(starts, char) - 1
+    if j < 0:
+        return 0
+    while j > 0 and offsets[j][1] <= char and offsets[j - 1][1] > char:
+        j -= 1
+    return j
+
+
+def check_offsets(offsets: object, field: str, text_len: int | None) -> tuple[tuple[int, int], ...]:
+    """Validated token offsets: [start, end] integer pairs, start <= end, starts non-decreasing,
+    inside the response when its length is known."""
+    if not isinstance(offsets, (list, tuple)):
+        raise InvalidInput(field, "must be a list of [start, end] pairs")
+    out = []
+    prev = 0
+    for j, pair in enumerate(offsets):
+        where = f"{field}[{j}]"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or \
+                not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+            raise InvalidInput(where, f"must be a [start, end] pair of integers, got {pair!r}")
+        start, end = pair
+        if start < 0 or end < start:
+            raise InvalidInput(where, f"needs 0 <= start <= end, got [{start}, {end}]")
+        if text_len is not None and end > text_len:
+            raise InvalidInput(where, f"end {end} is past the response's {text_len} characters")
+        if start < prev:
+            raise InvalidInput(where, f"token starts must not decrease (start {start} after {prev})")
+        prev = start
+        out.append((start, end))
+    return tuple(out)

@@ -1,0 +1,195 @@
+"""Scorers: turn an item into model rows, and model outputs back into per-type segment rewards.
+
+A scorer owns one backend (one forward pass per row) and the feedback types read from it:
+
+- `FgrmScorer`: an fgrm checkpoint (one encoder, several heads). One row per item, with a
+  marker before every segment of the checkpoint's marker granularity (sub-sentence). Segment
+  classifiers read P(error) at markers: sub-sentence types at every marker, sentence types at
+  the markers that start a sentence (sub-sentences refine sentences, so every sentence start
+  is a marker). Preference scorers read the sequence score of the same row.
+- `PrefixDeltaScorer`: any Hugging Face sequence-classification checkpoint. One row per
+  segment: the response prefix ending with that segment; reward_i = -(p_bad(prefix_i) -
+  p_bad(prefix_{i-1})) x scale with p_bad(empty prefix) = 0, so a response's total is
+  -p_bad(whole response) x scale (the detox setting's "-Δ toxicity after each sentence").
+
+Both are used by `service.engine` only through `prepare` and `finish`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from service.domain import Item, SegmentResult, TypeResult
+from service.errors import InvalidInput
+
+REWARD_POSITION_GRANULARITIES = ("sub-sentence", "sentence", "response")
+
+
+@dataclass
+class Prepared:
+    """A scorer's part of one item: the rows to run and what `finish` needs to read them."""
+
+    rows: list[list[int]]
+    state: Any = None
+
+
+def softmax_last(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    x = x - x.max(-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _version(path: Path, files: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for name in files:
+        f = path / name
+        if f.is_file():
+            digest.update(f.read_bytes())
+    return f"{path.name}@{digest.hexdigest()[:12]}"
+
+
+class FgrmScorer:
+    kind_names = ("segment_classifier", "preference_scorer")
+
+    def __init__(self, types: list, loaded):
+        """`types`: FeedbackTypes sharing one checkpoint and input template; `loaded`: its
+        models.checkpoint.LoadedCheckpoint."""
+        self.types = list(types)
+        self.encoder = loaded.encoder
+        self.backend = loaded.backend
+        self.pad_id = self.encoder.pad_id
+        meta = loaded.meta
+        self.marker_granularity = meta.get("marker_granularity", "sub-sentence")
+        seg_heads, seq_heads = list(meta.get("segment_heads", [])), list(meta.get("sequence_heads", []))
+        self.version = meta.get("version") or _version(Path(loaded.path), ("fgrm.json", "heads.safetensors"))
+        self._plans = []
+        for t in self.types:
+            if t.kind == "segment_classifier":
+                if t.head not in seg_heads:
+                    raise ValueError(f"feedback type {t.name!r}: checkpoint {loaded.path} has no segment head "
+                                     f"{t.head!r} (it has {seg_heads})")
+                if self.marker_granularity == "sentence" and t.granularity == "sub-sentence":
+                    raise ValueError(f"feedback type {t.name!r}: sub-sentence rewards need sub-sentence markers")
+                self._plans.append((t, seg_heads.index(t.head), None))
+            else:
+                if t.head not in seq_heads:
+                    raise ValueError(f"feedback type {t.name!r}: checkpoint {loaded.path} has no sequence head "
+                                     f"{t.head!r} (it has {seq_heads})")
+                stats = meta.get("norm", {}).get(t.head, {})
+                mean = t.norm_mean if t.norm_mean is not None else stats.get("mean")
+                std = t.norm_std if t.norm_std is not None else stats.get("std")
+                if mean is None or std is None or not std > 0:
+                    raise ValueError(f"feedback type {t.name!r}: no normalisation statistics (norm_mean/norm_std "
+                                     f"in the config or norm.{t.head} in {loaded.path}/fgrm.json)")
+                self._plans.append((t, seq_heads.index(t.head), (float(mean), float(std))))
+
+    def granularities(self) -> set[str]:
+        return {self.marker_granularity} | {t.granularity for t in self.types}
+
+    def prepare(self, item: Item, segs: dict[str, list], index: int) -> Prepared:
+        from models.errors import InputTooLong
+
+        markers = segs[self.marker_granularity]
+        try:
+            enc = self.encoder.encode(item.question, list(item.passages), item.response, markers)
+        except InputTooLong as exc:
+            raise InvalidInput(f"items[{index}].response",
+                               f"needs {exc.needed} tokens with its segment markers; the model's limit is "
+                               f"{exc.limit} tokens (max_length of the checkpoint)") from None
+        return Prepared([enc.input_ids], enc.marker_positions)
+
+    def finish(self, item: Item, segs: dict[str, list], prep: Prepared, outputs: list[dict]) -> dict[str, TypeResult]:
+        out = outputs[0]
+        markers = segs[self.marker_granularity]
+        positions = np.asarray(prep.state, dtype=np.int64)
+        # P(error) per marker and head: (n_markers, n_heads)
+        p_error = softmax_last(out["segment_logits"][positions])[..., 1] if len(positions) else None
+        start_to_marker = {seg.start: k for k, seg in enumerate(markers)}
+        results: dict[str, TypeResult] = {}
+        for t, head, norm in self._plans:
+            res = TypeResult(t.granularity)
+            if norm is not None:
+                score = float(out["sequence_scores"][head])
+                seg = segs["response"][0]
+                reward = (score - norm[0]) / norm[1] * t.scale
+                res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, score=score))
+            else:
+                for seg in segs[t.granularity]:
+                    p = float(p_error[start_to_marker[seg.start], head])
+                    reward = t.reward_error if p > 0.5 else t.reward_ok
+                    res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, p_error=p))
+            results[t.name] = res
+        return results
+
+
+class PrefixDeltaScorer:
+    kind_names = ("prefix_delta",)
+
+    def __init__(self, ftype, runtime: str = "auto"):
+        from models.runtime.sequence_classifier import load
+
+        self.types = [ftype]
+        self.type = ftype
+        self.encoder, self.backend = load(ftype.checkpoint, runtime, max_length=ftype.max_length)
+        self.pad_id = self.encoder.pad_id
+        self.version = _version(Path(ftype.checkpoint), ("config.json", "model.safetensors", "pytorch_model.bin"))
+        if not 0 <= ftype.label < self.backend.num_labels:
+            raise ValueError(f"feedback type {ftype.name!r}: label {ftype.label} is not a class of "
+                             f"{ftype.checkpoint} ({self.backend.num_labels} classes)")
+
+    def granularities(self) -> set[str]:
+        return {self.type.granularity}
+
+    def prepare(self, item: Item, segs: dict[str, list], index: int) -> Prepared:
+        from models.errors import InputTooLong
+
+        try:
+            rows = [self.encoder.encode(item.response[: seg.end]) for seg in segs[self.type.granularity]]
+        except InputTooLong as exc:
+            raise InvalidInput(f"items[{index}].response",
+                               f"needs {exc.needed} tokens; the {self.type.name!r} model's limit is {exc.limit} tokens"
+                               ) from None
+        return Prepared(rows)
+
+    def finish(self, item: Item, segs: dict[str, list], prep: Prepared, outputs: list[dict]) -> dict[str, TypeResult]:
+        t = self.type
+        res = TypeResult(t.granularity)
+        prev = 0.0
+        for seg, out in zip(segs[t.granularity], outputs):
+            p_bad = float(softmax_last(out["sequence_logits"])[t.label])
+            res.segments.append(SegmentResult(seg.start, seg.end, seg.text, -(p_bad - prev) * t.scale, p_bad=p_bad))
+            prev = p_bad
+        return {t.name: res}
+
+
+def build_scorers(types: list, runtime: str) -> list:
+    """Scorers for the configured feedback types: fgrm types grouped by (checkpoint, input
+    template, max length) so that one row serves all heads of a shared backbone; each backend
+    is loaded once however many groups use it."""
+    from models import checkpoint as ckpt
+    from models.encoding import Encoder
+
+    scorers: list = []
+    groups: dict[tuple, list] = {}
+    for t in types:
+        if t.kind == "prefix_delta":
+            scorers.append(PrefixDeltaScorer(t, runtime))
+        else:
+            groups.setdefault((str(Path(t.checkpoint).resolve()), t.use_passages, t.max_length), []).append(t)
+    loaded_by_path: dict[str, Any] = {}
+    for (path, use_passages, max_length), members in groups.items():
+        if path not in loaded_by_path:
+            loaded_by_path[path] = ckpt.load(path, runtime, use_passages=use_passages)
+        base = loaded_by_path[path]
+        limit = min(max_length or base.encoder.max_length, base.encoder.max_length)
+        encoder = Encoder(base.encoder.tokenizer, limit, use_passages, base.meta.get("marker_token", "[SEG]"))
+        scorers.append(FgrmScorer(members, type(base)(base.path, base.meta, encoder, base.backend)))
+    order = {t.name: i for i, t in enumerate(types)}
+    scorers.sort(key=lambda s: min(order[t.name] for t in s.types))
+    return scorers

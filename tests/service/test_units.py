@@ -1,0 +1,95 @@
+"""Pure helpers: batch planning, settings, mixing maths, error bodies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from service.batching import pad, plan
+from service.config import Settings
+from service.domain import Component
+from service.errors import InvalidInput
+from service.mixing import Profiles, check_offsets, mix, token_at, token_rewards
+
+
+def test_plan_sorts_by_length_and_respects_the_token_budget():
+    lengths = [500, 10, 12, 11, 480, 9, 30]
+    batches = plan(lengths, max_tokens=1000, max_rows=64)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [i for b in batches for i in b]
+    assert [lengths[i] for i in flat] == sorted(lengths)
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 1000
+    assert batches[0] == [5, 1, 3, 2, 6]  # the five short ones together, not padded to 500
+
+
+def test_plan_limits_rows_and_handles_oversize_and_non_invariant_backends():
+    assert plan([5] * 10, 1000, max_rows=4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert plan([2000, 10], 1000, 64) == [[1], [0]]  # longer than the budget: alone
+    assert plan([3, 1, 2], 1000, 64, one_per_batch=True) == [[1], [2], [0]]
+    assert plan([], 1000, 64) == []
+
+
+def test_pad_right_pads_with_mask():
+    ids, mask = pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_settings_from_env_types_and_errors(tmp_path):
+    s = Settings.from_env({"FGRM_GRPC_PORT": "0", "FGRM_BATCH_WAIT_MS": "1.5", "FGRM_PROFILES": str(tmp_path),
+                           "FGRM_TYPO": "x", "PATH": "/bin"})
+    assert s.grpc_port == 0 and s.batch_wait_ms == 1.5 and s.profiles == tmp_path
+    assert s.extra == {"FGRM_TYPO": "x"}
+    assert Settings.from_env(Settings(grpc_port=7).to_env()).grpc_port == 7
+    with pytest.raises(ValueError, match="FGRM_MAX_BATCH_TOKENS='lots' is not a valid int"):
+        Settings.from_env({"FGRM_MAX_BATCH_TOKENS": "lots"})
+    with pytest.raises(ValueError, match="FGRM_RUNTIME must be one of"):
+        Settings.from_env({"FGRM_RUNTIME": "tensorrt"})
+
+
+def test_mix_sums_weighted_rewards_per_end_position():
+    comps = {"a": Component("sentence", ((10, 0.5), (20, -0.5))),
+             "b": Component("sub-sentence", ((5, 0.3), (10, 0.3), (20, -0.3))),
+             "c": Component("response", ((20, 1.0),))}
+    m = mix(comps, {"a": 2.0, "b": 1.0, "c": 0.5})
+    assert [(e.end, e.reward) for e in m.events] == [(5, 0.3), (10, 1.3), (20, pytest.approx(-0.8))]
+    assert m.total == pytest.approx(0.8)
+
+
+def test_token_rewards_segment_end_and_last_token():
+    comps = {"a": Component("sentence", ((9, 1.0), (15, 2.0))), "c": Component("response", ((15, 4.0),))}
+    # tokens: "Hello" "world." " Bye" "." "</s>"(zero width at 15)
+    offsets = ((0, 5), (5, 9), (9, 13), (14, 15), (15, 15))
+    assert token_rewards(comps, {"a": 1.0, "c": 0.5}, offsets) == [0.0, 1.0, 0.0, 2.0, 2.0]
+    assert token_rewards(comps, {"a": 1.0}, ()) == []
+
+
+def test_token_at_gaps_and_zero_width_tokens():
+    offsets = ((0, 3), (3, 3), (4, 8))
+    starts = [s for s, _ in offsets]
+    assert token_at(offsets, starts, 2) == 0
+    assert token_at(offsets, starts, 3) == 1  # the zero-width token at the gap
+    assert token_at(offsets, starts, 5) == 2
+
+
+def test_offsets_validation_names_the_pair():
+    with pytest.raises(InvalidInput) as err:
+        check_offsets([[0, 2], [1, "x"]], "items[0].token_offsets", 10)
+    assert err.value.field == "items[0].token_offsets[1]"
+    assert err.value.as_dict() == {"kind": "invalid_input", "field": "items[0].token_offsets[1]",
+                                   "message": "items[0].token_offsets[1]: must be a [start, end] pair of integers, "
+                                              "got [1, 'x']"}
+
+
+def test_profiles_fill_unnamed_types_from_configured_defaults():
+    p = Profiles({"a": 1.0, "b": 0.5})
+    assert p.put("x", {"a": 3}) == {"a": 3.0, "b": 0.5}
+    assert p.resolve({"b": 0}, "x") == {"a": 3.0, "b": 0.0}
+    assert p.resolve(None, None) == {"a": 1.0, "b": 0.5}
+    with pytest.raises(InvalidInput) as err:
+        p.put("bad name!", {})
+    assert err.value.field == "name"
+    with pytest.raises(InvalidInput) as err:
+        p.put("y", {"a": math.inf})
+    assert err.value.field == "weights.a"
