@@ -57,7 +57,15 @@ def sentences(text: str) -> list[Segment]:
             core = text[pos:pos + len(piece)].strip()
             if not core:
                 continue
-        start, end = _strip_span(text, pos, pos + len(core))
+        end = pos + len(core)
+        gap_start, gap_end = _strip_span(text, cursor, pos)
+        if gap_end > gap_start:  # pysbd dropped characters (seen in runs like "!!?"): keep them
+            if out:
+                prev = out.pop()
+                out.append(Segment(prev.start, gap_end, text[prev.start:gap_end]))
+            else:
+                pos = gap_start
+        start, end = _strip_span(text, pos, end)
         out.append(Segment(start, end, text[start:end]))
         cursor = end
     if cursor < len(text) and text[cursor:].strip():
