@@ -34,7 +34,35 @@ class FeedbackType:
     max_length: int | None = None  # None = the checkpoint's limit
 
 
+_NUMBER_KEYS = ("weight", "scale", "norm_mean", "norm_std", "reward_ok", "reward_error")
+_TYPED_KEYS = {"granularity": str, "kind": str, "checkpoint": str, "head": str, "use_passages": bool,
+               "label": int, "max_length": int}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_types(name: str, raw: dict) -> None:
+    # a wrong type would otherwise surface at the first scoring request, far from the file
+    if not raw.get("checkpoint"):
+        raise ConfigError(f"feedback type {name!r}: 'checkpoint' (a directory path) is required")
+    for key, value in raw.items():
+        if key in _NUMBER_KEYS and value is not None and not _is_number(value):
+            raise ConfigError(f"feedback type {name!r}: {key!r} must be a number, got {value!r}")
+        want = _TYPED_KEYS.get(key)
+        if want and (not isinstance(value, want) or (want is int and isinstance(value, bool))):
+            raise ConfigError(f"feedback type {name!r}: {key!r} must be of type {want.__name__}, got {value!r}")
+    reward = raw.get("reward", {})
+    if not isinstance(reward, dict) or set(reward) - {"ok", "error"}:
+        raise ConfigError(f"feedback type {name!r}: 'reward' must be a table with keys 'ok' and 'error'")
+    for key, value in reward.items():
+        if not _is_number(value):
+            raise ConfigError(f"feedback type {name!r}: 'reward.{key}' must be a number, got {value!r}")
+
+
 def _check(name: str, raw: dict) -> None:
+    _check_types(name, raw)
     if raw.get("granularity") not in GRANULARITIES:
         raise ConfigError(f"feedback type {name!r}: granularity must be one of {GRANULARITIES}")
     if raw.get("kind") not in KINDS:
@@ -52,7 +80,10 @@ def load_feedback_types(path: str | Path = DEFAULT_TYPES_FILE, root: Path | None
     """Parse the `[[feedback_type]]` tables of a TOML file into FeedbackType objects."""
     path = Path(path)
     with path.open("rb") as fh:
-        doc = tomllib.load(fh)
+        try:
+            doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     root = root or REPO_ROOT
     known = set(FeedbackType.__dataclass_fields__)
     types: list[FeedbackType] = []
