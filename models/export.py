@@ -1,0 +1,221 @@
+"""`fgrm export`: a checkpoint to ONNX (fp32, or dynamic int8 weights), plus a torch parity check.
+
+Exporter: torch's TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`). Checked
+with torch 2.13 + transformers 5.24 on this network: the dynamo exporter (`dynamo=True`, which
+needs the extra package onnxscript) gives the same outputs (both within ~1e-6 of torch) and the
+same int8 model, but takes ~12 s instead of ~2 s and adds two dependencies. The TorchScript
+path is deprecated upstream; when torch removes it, switch to `dynamo=True` with
+`dynamic_shapes` and pin onnxscript. (optimum's exporter is not used: it forces a transformers
+downgrade.)
+
+Int8: `onnxruntime.quantization.quantize_dynamic` with QInt8 weights, one scale per output
+channel (per-tensor weights gave ~1.7x the largest p_error difference to torch and 2x the score
+difference, at the same size and speed). The embeddings are quantised too: ~1/4 of fp32.
+Activations are quantised at run time, one scale per tensor, so int8 results depend on the
+rest of the batch (models/runtime/onnx_backend.py). On x86 CPUs without VNNI, u8 x s8 products
+can saturate (ONNX Runtime's quantization docs); `--check` would show it as lower agreement.
+
+Parity (`--check`): torch fp32 vs the exported runtime on QA-Feedback dev records (prediction 1,
+sub-sentence markers, as `fgrm eval` scores them): the maximum absolute difference of
+p_error over every marker and head, the share of segment decisions (p_error > 0.5) that agree,
+and the maximum absolute difference of the sequence scores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.runtime.onnx_backend import INPUT_NAMES, OUTPUT_NAMES, exported_path
+
+log = logging.getLogger(__name__)
+OPSET = 17  # first opset with LayerNormalization as one op
+
+
+def _write_atomically(target: Path, write) -> None:
+    """`write(tmp_path)`, then rename onto `target`: a concurrent reader never sees half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a model is not a secret
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def export_fp32(checkpoint: str | Path, out: Path) -> None:
+    import warnings
+
+    import torch
+
+    from models.checkpoint import load_network
+
+    net = load_network(checkpoint)  # eval mode, fp32 (the encoder is stored in fp16)
+    # Example batch with a padded row, so the traced graph carries the attention-mask path.
+    ids = torch.full((2, 16), 100, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    dynamic = {"batch": 0, "seq": 1}
+    axes = {name: {i: d for d, i in dynamic.items()} for name in (*INPUT_NAMES, OUTPUT_NAMES[0])}
+    axes[OUTPUT_NAMES[1]] = {0: "batch"}
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings(), torch.inference_mode():
+            # The deprecation notice and transformers' TracerWarnings about shape checks are
+            # expected: those checks hold for every (batch, seq) the service sends (the tests
+            # run other shapes than the example's).
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (ids, mask), str(tmp), dynamo=False, opset_version=OPSET,
+                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                              dynamic_axes=axes, do_constant_folding=True)
+
+    _write_atomically(out, write)
+
+
+class _DropPreprocessHint(logging.Filter):
+    # quantize_dynamic logs a hint to run its pre-processing (shape inference + graph
+    # optimisation) on every call; ONNX Runtime applies those optimisations at session start.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+def quantize_int8(fp32: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def write(tmp: Path) -> None:
+        root, hint = logging.getLogger(), _DropPreprocessHint()
+        root.addFilter(hint)
+        try:
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.removeFilter(hint)
+
+    _write_atomically(out, write)
+
+
+def export(checkpoint: str | Path, quantized: bool = False, out: str | Path | None = None,
+           reuse: bool = False) -> dict:
+    """Export `checkpoint` to ONNX fp32 (with `quantized`, then also to int8); return paths, sizes, seconds.
+
+    Without `out` the models go to the cache (`exported_path`), where OnnxBackend finds them;
+    with `out` the requested model is written there. The int8 model is quantised from the
+    cached fp32 export. `reuse` keeps a cached fp32 export instead of exporting it again.
+    """
+    checkpoint = Path(checkpoint)
+    fp32 = Path(out) if (out is not None and not quantized) else exported_path(checkpoint, quantized=False)
+    report: dict = {"checkpoint": str(checkpoint)}
+    if not (reuse and fp32.is_file()):
+        t = time.perf_counter()
+        export_fp32(checkpoint, fp32)
+        report["export_s"] = round(time.perf_counter() - t, 2)
+    report["fp32"] = {"path": str(fp32), "mb": round(fp32.stat().st_size / 1e6, 1)}
+    if quantized:
+        int8 = Path(out) if out is not None else exported_path(checkpoint, quantized=True)
+        t = time.perf_counter()
+        quantize_int8(fp32, int8)
+        report["quantize_s"] = round(time.perf_counter() - t, 2)
+        report["int8"] = {"path": str(int8), "mb": round(int8.stat().st_size / 1e6, 1)}
+    log.info("exported %s", report)
+    return report
+
+
+def _p_error(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e[..., 1] / e.sum(-1)
+
+
+def parity(checkpoint: str | Path, runtime: str = "onnx", *, records: list[dict] | None = None,
+           limit: int | None = None, backend=None, batch_size: int = 8) -> dict:
+    """Torch fp32 vs `runtime` (or a ready `backend`) on QA-Feedback dev records.
+
+    Returns max_abs_prob_diff (p_error, every marker and segment head), decisions_agree (share
+    of (segment, head) decisions p_error > 0.5 that agree), per-head agreement, max_abs_score_diff
+    (sequence heads) and counts. Every item is padded into batches of `batch_size`, as served.
+    """
+    from models import runtime as runtimes
+    from models.checkpoint import load
+    from models.data import DATA_DIR, label_response, load_records, split_records
+    from models.errors import InputTooLong
+    from models.evaluate import pad_batch
+    from models.runtime.torch_backend import TorchBackend
+
+    if records is None:
+        records = split_records(load_records(DATA_DIR / "dev_feedback.json"))[1]
+    records = records[:limit] if limit else records
+    loaded = load(checkpoint, "torch")  # the tokenizer/encoder, and torch as the reference
+    encoder, reference = loaded.encoder, loaded.backend
+    if reference.provider != "cpu:float32":  # a GPU host runs torch in fp16: compare with fp32
+        reference = TorchBackend(checkpoint, device="cpu", dtype="float32")
+    backend = backend or runtimes.create(checkpoint, runtime)
+    meta_heads = loaded.meta["segment_heads"]
+
+    encoded = []
+    for r in records:
+        ex = label_response(r, r["prediction 1"], None)
+        try:
+            encoded.append(encoder.encode(ex.question, ex.passages, ex.response, ex.subsentences))
+        except InputTooLong:
+            continue
+    encoded.sort(key=lambda e: len(e.input_ids))  # similar lengths together, as the engine batches
+    prob_diff, score_diff = 0.0, 0.0
+    agree = {h: [0, 0] for h in meta_heads}
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        ids, mask = pad_batch([e.input_ids for e in chunk], encoder.pad_id)
+        a, b = reference.forward(ids, mask), backend.forward(ids, mask)
+        score_diff = max(score_diff, float(np.abs(a["sequence_scores"] - b["sequence_scores"]).max(initial=0.0)))
+        for row, e in enumerate(chunk):
+            pa = _p_error(a["segment_logits"][row, e.marker_positions])  # (n_seg, heads)
+            pb = _p_error(b["segment_logits"][row, e.marker_positions])
+            prob_diff = max(prob_diff, float(np.abs(pa - pb).max(initial=0.0)))
+            for k, h in enumerate(meta_heads):
+                agree[h][0] += int(((pa[:, k] > 0.5) == (pb[:, k] > 0.5)).sum())
+                agree[h][1] += len(e.marker_positions)
+    total = sum(n for _, n in agree.values())
+    return {"runtime": backend.name, "provider": backend.provider, "items": len(encoded),
+            "skipped_too_long": len(records) - len(encoded), "segments": total // max(1, len(meta_heads)),
+            "max_abs_prob_diff": prob_diff,
+            "decisions_agree": sum(a for a, _ in agree.values()) / total if total else None,
+            "decisions_agree_by_head": {h: (a / n if n else None) for h, (a, n) in agree.items()},
+            "max_abs_score_diff": score_diff}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.config import REPO_ROOT
+
+    ap = argparse.ArgumentParser(prog="fgrm export", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=str(REPO_ROOT / "artifacts" / "fgrm-qa-minilm"))
+    ap.add_argument("--int8", action="store_true", help="also write the dynamic-int8 model (CPU)")
+    ap.add_argument("--out", default=None, help="write the model here instead of the cache "
+                    "(the service only finds cached exports)")
+    ap.add_argument("--check", action="store_true", help="then compare with torch on QA-Feedback dev records")
+    ap.add_argument("--limit", type=int, default=0, help="--check: only the first N dev records")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = export(args.checkpoint, quantized=args.int8, out=args.out)
+    if args.check:
+        from models.runtime.onnx_backend import OnnxBackend
+
+        checks = {}
+        for quantized in ((False, True) if args.int8 else (False,)):
+            key = "int8" if quantized else "fp32"
+            backend = OnnxBackend(args.checkpoint, quantized, model_path=report[key]["path"])
+            checks[backend.name] = parity(args.checkpoint, backend=backend, limit=args.limit or None)
+        report["parity"] = checks
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

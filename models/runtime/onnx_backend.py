@@ -1,0 +1,137 @@
+"""ONNX Runtime backend: a checkpoint exported to ONNX, in fp32 or with dynamic int8 weights (CPU).
+
+Exports are build outputs, not repository files: they live in a cache keyed by a hash of the
+checkpoint's weights, `$FGRM_CACHE_DIR/onnx/<checkpoint-name>-<hash>/model{,.int8}.onnx`
+(FGRM_CACHE_DIR defaults to ~/.cache/fgrm), so a retrained checkpoint never runs a stale export.
+A missing export is made on first use (`models.export`; this needs torch), so an ONNX-only
+host should run `fgrm export` once, ahead of time.
+
+Batch invariance: fp32 results of one item do not depend on the rest of its batch (measured on
+QA-Feedback dev inputs: < 1e-5 between alone and padded beside longer items). Dynamic int8 is
+not batch-invariant: DynamicQuantizeLinear picks one activation scale and zero point per tensor,
+i.e. over the whole (batch, seq, hidden) activation, padding included, so the other items of a
+batch move an item's quantisation grid. Measured on the shipped checkpoint (see
+tests/models/test_onnx_runtime.py): an item's p_error changes by up to ~0.02 between alone and
+in a padded batch of 4, and its sequence score by up to ~0.02.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Bump when the exported graph changes (exporter, opset, input/output names), so caches rebuild.
+EXPORT_FORMAT = 1
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAMES = ("segment_logits", "sequence_scores")
+_WEIGHT_FILES = ("model.safetensors", "heads.safetensors")
+
+
+def cache_dir() -> Path:
+    """Root of fgrm's caches: $FGRM_CACHE_DIR, else ~/.cache/fgrm."""
+    root = os.environ.get("FGRM_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "fgrm"
+
+
+@lru_cache(maxsize=32)
+def _weights_hash(files: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256(f"fgrm-onnx-{EXPORT_FORMAT}".encode())
+    for name, _size, _mtime in files:
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
+
+
+def weights_hash(checkpoint: str | Path) -> str:
+    """Short hash of the checkpoint's encoder and head weights (and of the export format)."""
+    checkpoint = Path(checkpoint)
+    files = []
+    for name in _WEIGHT_FILES:
+        p = checkpoint / name
+        if not p.is_file():
+            raise FileNotFoundError(f"{checkpoint} is not an fgrm checkpoint (no {name})")
+        st = p.stat()
+        files.append((str(p.resolve()), st.st_size, st.st_mtime_ns))  # size/mtime: re-hash a rewritten file
+    return _weights_hash(tuple(files))
+
+
+def exported_path(checkpoint: str | Path, quantized: bool = False) -> Path:
+    """Where the ONNX export of `checkpoint` lives (it may not exist yet)."""
+    checkpoint = Path(checkpoint).resolve()
+    folder = cache_dir() / "onnx" / f"{checkpoint.name}-{weights_hash(checkpoint)}"
+    return folder / ("model.int8.onnx" if quantized else "model.onnx")
+
+
+def default_threads() -> int:
+    """Intra-op threads: $FGRM_ORT_THREADS, else every core."""
+    raw = os.environ.get("FGRM_ORT_THREADS")
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            raise ValueError(f"FGRM_ORT_THREADS must be a positive integer, got {raw!r}") from None
+        if n < 1:
+            raise ValueError(f"FGRM_ORT_THREADS must be a positive integer, got {raw!r}")
+        return n
+    return os.cpu_count() or 1
+
+
+def _providers() -> list[str]:
+    import onnxruntime as ort
+
+    # With onnxruntime-gpu the CUDA provider is listed even on a host without a usable GPU;
+    # the session then falls back to CPU, and `provider` reports what it actually got.
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
+
+
+class OnnxBackend:
+    """The backend contract (docs/ARCHITECTURE.md) on an ONNX Runtime session."""
+
+    def __init__(self, checkpoint: str | Path, quantized: bool = False, *, model_path: str | Path | None = None,
+                 threads: int | None = None):
+        import onnxruntime as ort
+
+        self.name = "onnx-int8" if quantized else "onnx"
+        self.batch_invariant = not quantized  # see the module docstring
+        self.checkpoint = Path(checkpoint)
+        self.path = Path(model_path) if model_path else exported_path(self.checkpoint, quantized)
+        if not self.path.is_file():
+            if model_path:
+                raise FileNotFoundError(f"no ONNX model at {self.path}")
+            from models.export import export
+
+            log.warning("no %s export of %s in the cache; exporting it now to %s", self.name, checkpoint, self.path)
+            export(self.checkpoint, quantized=quantized, reuse=True)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1  # one sequential graph; parallelism is inside the MatMuls
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=_providers())
+        self.provider = self.session.get_providers()[0]
+        log.info("%s backend: %s on %s, %d intra-op threads", self.name, self.path, self.provider,
+                 opts.intra_op_num_threads)
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {INPUT_NAMES[0]: np.ascontiguousarray(input_ids, dtype=np.int64),
+                INPUT_NAMES[1]: np.ascontiguousarray(attention_mask, dtype=np.int64)}
+        seg, seq = self.session.run(list(OUTPUT_NAMES), feed)
+        return {"segment_logits": seg.astype(np.float32, copy=False),
+                "sequence_scores": seq.astype(np.float32, copy=False)}
+
+    def health(self) -> bool:
+        """True when the session runs a two-token input and returns finite outputs."""
+        try:
+            out = self.forward(np.zeros((1, 2), dtype=np.int64), np.ones((1, 2), dtype=np.int64))
+        except Exception:  # noqa: BLE001 - any runtime failure means "not healthy"
+            log.exception("%s health check failed", self.name)
+            return False
+        return all(np.isfinite(v).all() for v in out.values())
