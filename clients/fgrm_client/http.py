@@ -47,7 +47,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 
 SCORE_PATH = "/v1/score"
 MIX_PATH = "/v1/mix"
-FEEDBACK_TYPES_PATH = "/v1/feedback_types"
+FEEDBACK_TYPES_PATH = "/v1/feedback-types"
 READY_PATH = "/readyz"
 
 RETRY_STATUSES = frozenset({429, 503})

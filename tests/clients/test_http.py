@@ -202,7 +202,7 @@ def test_wait_until_ready_polls_then_times_out():
 
 def test_feedback_types_and_mix():
     def handler(request):
-        if request.url.path == "/v1/feedback_types":
+        if request.url.path == "/v1/feedback-types":
             return httpx.Response(200, json={"types": [
                 {"name": "relevance", "granularity": "sub-sentence", "kind": "segment_classifier",
                  "default_weight": 0.7, "runtime": "onnx"}]})
