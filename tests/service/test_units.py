@@ -93,3 +93,19 @@ def test_profiles_fill_unnamed_types_from_configured_defaults():
     with pytest.raises(InvalidInput) as err:
         p.put("y", {"a": math.inf})
     assert err.value.field == "weights.a"
+
+
+def test_openrlhf_prompt_parsing():
+    from service.openrlhf import parse_prompt, to_items
+
+    prompt = ("question: When does the new bunk'd come out? context: wikipage: Why Don't We text: Why Don't We\n\n"
+              "Why Don't We is an American pop band. | wikipage: Bunk'd text: Bunk'd\n\nBunk'd is a series.")
+    q, passages = parse_prompt(prompt)
+    assert q == "When does the new bunk'd come out?"
+    assert passages == ("Why Don't We: Why Don't We is an American pop band.", "Bunk'd: Bunk'd is a series.")
+    assert parse_prompt("Write a poem.") == ("Write a poem.", ())
+    [item] = to_items([prompt + " It is out."], [prompt])
+    assert item.response == " It is out." and item.question == q
+    with pytest.raises(InvalidInput) as err:
+        to_items(["a", "b"], ["a"])
+    assert err.value.field == "prompts"

@@ -1,0 +1,105 @@
+"""Pydantic models of the HTTP JSON wire format (request validation + OpenAPI docs).
+
+They check *shapes and types* only; meaning (limits, weights, offsets) is checked once, in
+the engine, for every transport. Response models exist for the OpenAPI document: handlers
+send `service.domain` objects' `as_dict()` directly, which has exactly this shape.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.domain import Component, Item
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemIn(_Strict):
+    question: str = Field("", description="The question (prompt) the response answers.")
+    passages: list[str] = Field(default_factory=list, description="Evidence passages, one string each.")
+    response: str = Field(..., description="The response to score.")
+    token_offsets: list[tuple[int, int]] | None = Field(
+        None, description="Character [start, end) of each policy token of the response; asks for token_rewards.")
+
+    def to_domain(self) -> Item:
+        offsets = None if self.token_offsets is None else tuple((int(a), int(b)) for a, b in self.token_offsets)
+        return Item(self.response, self.question, tuple(self.passages), offsets)
+
+
+class MixSegmentIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # /v1/score's segments (with start, text, p_error) are accepted as-is
+    end: int
+    reward: float
+
+
+class ComponentIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # e.g. "total" from /v1/score
+    granularity: str
+    segments: list[MixSegmentIn] = Field(default_factory=list)
+
+    def to_domain(self) -> Component:
+        return Component(self.granularity, tuple((s.end, s.reward) for s in self.segments))
+
+
+class MixItemIn(_Strict):
+    types: dict[str, ComponentIn] = Field(..., description="Component rewards by feedback type, as /v1/score returned them.")
+    token_offsets: list[tuple[int, int]] | None = None
+
+    def to_domain(self) -> tuple[dict[str, Component], list[tuple[int, int]] | None]:
+        offsets = None if self.token_offsets is None else [(int(a), int(b)) for a, b in self.token_offsets]
+        return {k: v.to_domain() for k, v in self.types.items()}, offsets
+
+
+# ----------------------------------------------------------------------------- responses (docs)
+
+class SegmentOut(BaseModel):
+    start: int
+    end: int
+    text: str
+    p_error: float | None = None
+    score: float | None = None
+    p_bad: float | None = None
+    reward: float
+
+
+class TypeResultOut(BaseModel):
+    granularity: str
+    total: float
+    segments: list[SegmentOut]
+
+
+class MixEventOut(BaseModel):
+    end: int
+    reward: float
+
+
+class MixedOut(BaseModel):
+    weights: dict[str, float]
+    total: float
+    events: list[MixEventOut]
+
+
+class ItemResultOut(BaseModel):
+    types: dict[str, TypeResultOut]
+    mixed: MixedOut
+    token_rewards: list[float] | None = None
+
+
+class ScoreOut(BaseModel):
+    results: list[ItemResultOut]
+
+
+class MixResultOut(BaseModel):
+    mixed: MixedOut
+    token_rewards: list[float] | None = None
+
+
+class MixOut(BaseModel):
+    results: list[MixResultOut]
+
+
+class OpenRLHFOut(BaseModel):
+    rewards: list[float]
+    scores: list[float]

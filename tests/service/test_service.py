@@ -1,0 +1,308 @@
+"""The real service (bentoml serve + gRPC) on the shipped models: parity, invariance, errors, metrics."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import re
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from service.proto import stubs
+
+pb2, pb2_grpc = stubs()
+SAMPLES = json.loads((Path(__file__).parent / "data" / "qa_samples.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def http(fgrm_service):
+    with httpx.Client(base_url=fgrm_service.base_url, timeout=120.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def rpc(fgrm_service):
+    with grpc.insecure_channel(fgrm_service.grpc_target) as channel:
+        yield pb2_grpc.RewardServiceStub(channel), channel
+
+
+def score_http(http, items, **body):
+    r = http.post("/v1/score", json={"items": items, **body})
+    assert r.status_code == 200, r.text
+    return r.json()["results"]
+
+
+def grpc_item(it):
+    msg = pb2.Item(question=it.get("question", ""), passages=it.get("passages", []), response=it["response"])
+    if it.get("token_offsets") is not None:
+        msg.token_offsets.SetInParent()
+        msg.token_offsets.spans.extend(pb2.Span(start=a, end=b) for a, b in it["token_offsets"])
+    return msg
+
+
+def grpc_result_as_dict(r):
+    """ItemResult message -> the HTTP JSON shape, for comparisons."""
+    types = {}
+    for name, t in r.types.items():
+        segs = []
+        for s in t.segments:
+            d = {"start": s.start, "end": s.end, "text": s.text}
+            for key in ("p_error", "score", "p_bad"):
+                if s.HasField(key):
+                    d[key] = getattr(s, key)
+            d["reward"] = s.reward
+            segs.append(d)
+        types[name] = {"granularity": t.granularity, "total": t.total, "segments": segs}
+    out = {"types": types, "mixed": {"weights": dict(r.mixed.weights), "total": r.mixed.total,
+                                      "events": [{"end": e.end, "reward": e.reward} for e in r.mixed.events]}}
+    if r.HasField("token_rewards"):
+        out["token_rewards"] = list(r.token_rewards.values)
+    return out
+
+
+def numbers(result):
+    """All numbers of a result in a fixed order (keys and texts checked separately)."""
+    out = []
+    for name in sorted(result["types"]):
+        t = result["types"][name]
+        out.append(t["total"])
+        for s in t["segments"]:
+            out += [s["reward"], s.get("p_error", 0.0), s.get("score", 0.0), s.get("p_bad", 0.0)]
+    out.append(result["mixed"]["total"])
+    out += [e["reward"] for e in result["mixed"]["events"]]
+    out += result.get("token_rewards", [])
+    return np.array(out)
+
+
+def structure(result):
+    return {name: [(s["start"], s["end"], s["text"]) for s in t["segments"]] for name, t in result["types"].items()}
+
+
+def word_offsets(text):
+    return [[m.start(), m.end()] for m in re.finditer(r"\S+", text)]
+
+
+# ----------------------------------------------------------------------------- happy paths
+
+def test_score_returns_segments_for_every_configured_type(http):
+    types = http.get("/v1/feedback-types").json()["types"]
+    names = [t["name"] for t in types]
+    assert {"relevance", "factuality", "completeness"} <= set(names)
+    assert all(t["runtime"] in ("torch", "onnx", "onnx-int8") and t["provider"] and t["model_version"] for t in types)
+    [res] = score_http(http, [SAMPLES[0]])
+    assert list(res["types"]) == names
+    text = SAMPLES[0]["response"]
+    for t in res["types"].values():
+        assert t["segments"]
+        for s in t["segments"]:
+            assert text[s["start"]:s["end"]] == s["text"]
+    assert res["types"]["relevance"]["granularity"] == "sub-sentence"
+    assert all("p_error" in s for s in res["types"]["factuality"]["segments"])
+    assert "score" in res["types"]["completeness"]["segments"][0]
+    assert res["mixed"]["total"] == pytest.approx(sum(t["total"] * res["mixed"]["weights"][n]
+                                                       for n, t in res["types"].items()))
+
+
+def test_http_and_grpc_agree(http, rpc):
+    stub, _ = rpc
+    items = [dict(s, token_offsets=word_offsets(s["response"])) for s in SAMPLES[:4]]
+    via_http = score_http(http, items, weights={"relevance": 0.5})
+    reply = stub.Score(pb2.ScoreRequest(items=[grpc_item(i) for i in items], weights={"relevance": 0.5}), timeout=120)
+    via_grpc = [grpc_result_as_dict(r) for r in reply.results]
+    for h, g in zip(via_http, via_grpc):
+        assert structure(h) == structure(g)
+        assert h["mixed"]["weights"] == g["mixed"]["weights"]
+        np.testing.assert_allclose(numbers(g), numbers(h), atol=1e-5)
+
+
+def test_batch_invariance_alone_batched_and_concurrent(http):
+    alone = [score_http(http, [s])[0] for s in SAMPLES]
+    batched = score_http(http, SAMPLES)
+    with cf.ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda s: score_http(http, [s])[0], SAMPLES[::-1]))[::-1]
+    for a, b, c in zip(alone, batched, concurrent):
+        assert structure(a) == structure(b) == structure(c)
+        np.testing.assert_allclose(numbers(b), numbers(a), atol=1e-5)
+        np.testing.assert_allclose(numbers(c), numbers(a), atol=1e-5)
+
+
+def test_http_and_grpc_requests_share_forward_passes(http, rpc, fgrm_service):
+    stub, _ = rpc
+
+    def via_http(s):
+        return score_http(http, [s])
+
+    def via_grpc(s):
+        return stub.Score(pb2.ScoreRequest(items=[grpc_item(s)]), timeout=120)
+
+    with cf.ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(fn, s) for s in SAMPLES for fn in (via_http, via_grpc)]
+        for f in futures:
+            f.result()
+    metrics = http.get("/metrics").text
+    shared = re.search(r'^fgrm_batches_total\{transports="grpc\+http"\} (\S+)', metrics, re.M)
+    assert shared and float(shared.group(1)) >= 1, "no forward pass carried both HTTP and gRPC items"
+
+
+def test_empty_response_is_a_valid_result_with_zero_segments(http, rpc):
+    [res] = score_http(http, [{"question": "q?", "response": "   ", "token_offsets": [[0, 3]]}])
+    assert all(t["segments"] == [] and t["total"] == 0 for t in res["types"].values())
+    assert res["mixed"] == {"weights": res["mixed"]["weights"], "total": 0.0, "events": []}
+    assert res["token_rewards"] == [0.0]
+    stub, _ = rpc
+    [g] = stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="")]), timeout=30).results
+    assert all(len(t.segments) == 0 for t in g.types.values()) and not g.HasField("token_rewards")
+
+
+def test_token_rewards_follow_true_offsets(http):
+    text = SAMPLES[1]["response"]
+    offsets = word_offsets(text)
+    [res] = score_http(http, [dict(SAMPLES[1], token_offsets=offsets)])
+    tr = res["token_rewards"]
+    assert len(tr) == len(offsets)
+    assert sum(tr) == pytest.approx(res["mixed"]["total"])
+    w = res["mixed"]["weights"]
+    last_rel = res["types"]["relevance"]["segments"][0]
+    holder = next(i for i, (a, b) in enumerate(offsets) if a <= last_rel["end"] - 1 < b)
+    assert tr[holder] != 0.0 or w["relevance"] == 0.0
+
+
+def test_mix_reweights_without_rescoring(http, rpc):
+    [res] = score_http(http, [SAMPLES[2]])
+    weights = {"relevance": 2.0, "factuality": 0.0, "completeness": 1.0}
+    [rescored] = score_http(http, [SAMPLES[2]], weights=weights)
+    offsets = word_offsets(SAMPLES[2]["response"])
+    r = http.post("/v1/mix", json={"items": [{"types": res["types"], "token_offsets": offsets}], "weights": weights})
+    assert r.status_code == 200, r.text
+    [mixed] = r.json()["results"]
+    assert mixed["mixed"]["total"] == pytest.approx(rescored["mixed"]["total"], abs=1e-9)
+    assert [e["end"] for e in mixed["mixed"]["events"]] == [e["end"] for e in rescored["mixed"]["events"]]
+    assert len(mixed["token_rewards"]) == len(offsets)
+    stub, _ = rpc
+    item = pb2.MixItem(types={n: pb2.MixComponent(granularity=t["granularity"], segments=[
+        pb2.MixSegment(end=s["end"], reward=s["reward"]) for s in t["segments"]]) for n, t in res["types"].items()})
+    [g] = stub.Mix(pb2.MixRequest(items=[item], weights=weights), timeout=30).results
+    assert g.mixed.total == pytest.approx(mixed["mixed"]["total"])
+
+
+def test_profiles_list_and_use(http, rpc):
+    r = http.put("/v1/profiles/relevance-only", json={"weights": {"factuality": 0, "completeness": 0}})
+    assert r.status_code == 200, r.text
+    assert r.json()["weights"]["factuality"] == 0.0
+    assert "relevance-only" in http.get("/v1/profiles").json()["profiles"]
+    [res] = score_http(http, [SAMPLES[3]], profile="relevance-only")
+    assert res["mixed"]["total"] == pytest.approx(res["types"]["relevance"]["total"])
+    stub, _ = rpc
+    names = [p.name for p in stub.ListProfiles(pb2.ListProfilesRequest(), timeout=10).profiles]
+    assert names[0] == "default" and "relevance-only" in names
+
+
+def test_openrlhf_endpoint(http):
+    from service.openrlhf import parse_prompt
+
+    s = SAMPLES[4]
+    prompt = f"question: {s['question']} context: " + " | ".join(
+        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in s["passages"])
+    assert parse_prompt(prompt) == (s["question"], tuple(s["passages"]))
+    r = http.post("/v1/openrlhf", json={"query": [prompt + s["response"]], "prompts": [prompt]})
+    assert r.status_code == 200, r.text
+    [reward] = r.json()["rewards"]
+    [res] = score_http(http, [s])
+    assert reward == pytest.approx(res["mixed"]["total"], abs=1e-5)
+    bad = http.post("/v1/openrlhf", json={"query": ["something else"], "prompts": [prompt]})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "query[0]"
+
+
+def test_grpc_feedback_types_health_and_reflection(rpc):
+    stub, channel = rpc
+    types = stub.ListFeedbackTypes(pb2.ListFeedbackTypesRequest(), timeout=10).types
+    assert {t.name for t in types} >= {"relevance", "factuality", "completeness"}
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(service="fgrm.v1.RewardService"), timeout=5).status == \
+        health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [answer] = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                              timeout=5))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"fgrm.v1.RewardService", "grpc.health.v1.Health"} <= names
+
+
+# ----------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"items": [{"respnse": "x"}]}, "items[0].response", "Field required"),
+    ({"items": [{"response": 5}]}, "items[0].response", "string"),
+    ({"items": [{"response": "x"}], "weights": {"relevance": -1}}, "weights.relevance", ">= 0"),
+    ({"items": [{"response": "x"}], "weights": {"fluency": 1}}, "weights.fluency", "unknown feedback type"),
+    ({"items": [{"response": "x"}], "profile": "nope"}, "profile", "unknown profile 'nope'"),
+    ({"items": [{"response": "abc", "token_offsets": [[0, 9]]}]}, "items[0].token_offsets[0]", "past the response"),
+    ({"items": [{"response": "word " * 2000}]}, "items[0].response", "the model's limit is"),
+])
+def test_http_errors_name_the_field(http, body, field, words):
+    r = http.post("/v1/score", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["kind"] == "invalid_input" and err["field"] == field and words in err["message"]
+    assert "Traceback" not in r.text
+
+
+def test_http_nan_weight_is_refused(http):
+    r = http.post("/v1/score", content=b'{"items": [{"response": "x"}], "weights": {"relevance": NaN}}',
+                  headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "weights.relevance"
+
+
+def test_grpc_errors_name_the_field(rpc):
+    stub, _ = rpc
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="x")], weights={"relevance": float("nan")}), timeout=10)
+    e = err.value
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    md = dict(e.trailing_metadata())
+    assert md["fgrm-error-kind"] == "invalid_input" and md["fgrm-field"] == "weights.relevance"
+    assert e.details().startswith("weights.relevance: weight must be a finite number")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="word " * 2000)]), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is" in err.value.details()
+
+
+def test_bad_item_does_not_affect_concurrent_requests(http):
+    ref = score_http(http, SAMPLES[:3])
+
+    def good(i):
+        return score_http(http, [SAMPLES[i]])[0]
+
+    def bad(_):
+        return http.post("/v1/score", json={"items": [SAMPLES[0], {"response": "word " * 2000}]})
+
+    with cf.ThreadPoolExecutor(6) as pool:
+        goods = [pool.submit(good, i) for i in range(3)]
+        bads = [pool.submit(bad, i) for i in range(3)]
+        for b in bads:
+            assert b.result().status_code == 400
+        for g, r in zip(goods, ref):
+            np.testing.assert_allclose(numbers(g.result()), numbers(r), atol=1e-5)
+
+
+def test_grpc_deadline_is_honoured(rpc):
+    stub, _ = rpc
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(pb2.ScoreRequest(items=[grpc_item(s) for s in SAMPLES]), timeout=0.05)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_metrics_exposed_with_fgrm_prefix(http, rpc):
+    score_http(http, [SAMPLES[0]])
+    text = http.get("/metrics").text
+    for name in ("fgrm_queue_wait_seconds_count", "fgrm_batch_size_count", "fgrm_batch_tokens_count",
+                 "fgrm_batch_padding_fraction_count", "fgrm_forward_seconds_count", 'fgrm_reward_count{type="relevance"}',
+                 'fgrm_errors_total{kind="invalid_input"}', 'fgrm_requests_total{api="score",transport="http"}'):
+        assert name in text, name
+    assert 'fgrm_requests_total{api="score",transport="grpc"}' in text
