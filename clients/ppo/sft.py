@@ -43,6 +43,9 @@ class Args:
     """A local HF causal-LM checkpoint to fine-tune; empty trains a tiny GPT-2 from scratch."""
     tokenizer: str = ""
     """Tokenizer for a from-scratch model; empty means the bundled all-MiniLM-L6-v2 WordPiece."""
+    use_predictions: bool = True
+    """Also train on the four model-written answers per training question in dev_feedback.json
+    (5x the data; 400 reference answers alone overfit a from-scratch model within minutes)."""
     shrink_vocab: bool = True
     """From scratch: keep only the WordPiece entries the QA texts use, plus every single
     character piece (~30k -> ~9k rows). On CPU the output layer dominates the cost; greedy
@@ -149,6 +152,13 @@ def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     train, held = load_qa(args.data)
+    if args.use_predictions:
+        fb = Path(args.data) / "dev_feedback.json"
+        held_q = {x["question"] for x in held}
+        extra = [{"question": x["question"], "answer": x[f"prediction {k}"]}
+                 for x in json.loads(fb.read_text()) for k in range(1, 5)
+                 if x["question"] not in held_q and x.get(f"prediction {k}")]
+        train = train + extra
     if args.init:
         tok = load_tokenizer(args.init)
         model = AutoModelForCausalLM.from_pretrained(args.init)
