@@ -13,6 +13,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FGRM_"
+# FGRM_* variables that belong to the model layer (read by models.runtime), and test settings:
+# not service settings, but not typos either.
+NOT_OURS = ("FGRM_CACHE_DIR", "FGRM_ORT_THREADS", "FGRM_TORCH_DTYPE", "FGRM_TEST_")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class Settings:
         known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         extra = {}
         for key, raw in env.items():
-            if not key.startswith(ENV_PREFIX):
+            if not key.startswith(ENV_PREFIX) or key.startswith(NOT_OURS):
                 continue
             name = key[len(ENV_PREFIX):].lower()
             if name not in known:

@@ -90,8 +90,10 @@ class ErrorBodyMiddleware:
         async def capture(message):
             if message["type"] == "http.response.start":
                 headers = dict(message.get("headers") or [])
-                is_ours = headers.get(b"x-fgrm-error") is not None or message["status"] < 400
-                if is_ours:
+                status = message["status"]
+                # only BentoML's validation errors (400/422) and its generic 5xx bodies are
+                # rewritten; ours carry x-fgrm-error, and 404/405 stay what they are
+                if headers.get(b"x-fgrm-error") is not None or not (status in (400, 422) or status >= 500):
                     return await send(message)
                 state["start"], state["body"] = message, b""
                 return None
@@ -109,14 +111,10 @@ class ErrorBodyMiddleware:
                 body = {"error": raw.decode("utf-8", "replace")[:500]}
             if isinstance(body, list) and body:
                 body = body[0]  # BentoML wraps some 4xx bodies in a one-element list
-            status = start["status"]
-            if status == 400 or status == 422:
+            if start["status"] < 500:
                 exc: ServiceError = invalid_from_pydantic_body(body if isinstance(body, dict) else {})
-            elif status >= 500:
-                exc = BackendFailure("unexpected server error; see the server log")
             else:
-                msg = body.get("error") if isinstance(body, dict) else str(body)
-                exc = InvalidInput("body", str(msg))
+                exc = BackendFailure("unexpected server error; see the server log")
             await error_response(exc)(scope, receive, send)
 
         await self.app(scope, receive, capture)
