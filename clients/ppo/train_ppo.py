@@ -160,7 +160,7 @@ def whiten(x, m, eps=1e-8):
 
 
 @torch.no_grad()
-def rollout(policy, tok, questions, args, generator=None):
+def rollout(policy, tok, questions, args, seed=None):
     """Sample responses; return token tensors and the masks of real (non-padding) tokens."""
     rows = [prompt_ids(tok, q, args.max_prompt_tokens) for q in questions]
     n = max(map(len, rows))
@@ -168,13 +168,14 @@ def rollout(policy, tok, questions, args, generator=None):
     pmask = torch.zeros((len(rows), n), dtype=torch.long)
     for i, r in enumerate(rows):  # left padding: every response starts at column n
         prompt[i, n - len(r) :], pmask[i, n - len(r) :] = torch.tensor(r), 1
-    if generator is not None:
-        torch.manual_seed(generator)
-    seq = policy.generate(
-        input_ids=prompt, attention_mask=pmask, do_sample=True, top_k=0, top_p=1.0,
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    )
+    with torch.random.fork_rng():  # a fixed evaluation seed must not reset training's RNG
+        if seed is not None:
+            torch.manual_seed(seed)
+        seq = policy.generate(
+            input_ids=prompt, attention_mask=pmask, do_sample=True, top_k=0, top_p=1.0,
+            temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        )
     resp = seq[:, n:]
     # Response tokens up to and including the first EOS are real; the rest is padding.
     is_eos = (resp == tok.eos_token_id).long()
@@ -214,7 +215,7 @@ def evaluate(policy, tok, client, held, args, weights):
     """Mean rewards of the current policy on fixed held-out questions, fixed sampling seed."""
     qs = [x["question"] for x in held]
     ps = [x["passages"] for x in held]
-    seq, _, n, rmask = rollout(policy, tok, qs, args, generator=12345)
+    seq, _, n, rmask = rollout(policy, tok, qs, args, seed=12345)
     _, stats, texts = score(client, tok, qs, ps, seq[:, n:], rmask, args, weights)
     stats = {"eval/" + k.split("/", 1)[1]: v for k, v in stats.items()}
     stats["eval/length"] = float(rmask.sum(1).float().mean())
@@ -236,6 +237,11 @@ def main(args: Args):
     policy = AutoModelForCausalLM.from_pretrained(args.policy)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     critic = ValueModel(copy.deepcopy(policy))
+    # Dropout stays off throughout (eval mode; gradients still flow): with it on, the same
+    # tokens get different log-probs in the rollout and the update, and the PPO ratio and its
+    # KL early stop would measure dropout noise rather than policy change.
+    policy.eval()
+    critic.eval()
     policy.generation_config.pad_token_id = tok.pad_token_id
     p_opt = torch.optim.Adam(policy.parameters(), lr=args.policy_lr, eps=1e-5)
     v_opt = torch.optim.Adam(critic.parameters(), lr=args.value_lr, eps=1e-5)
@@ -247,7 +253,6 @@ def main(args: Args):
     samples_file = (out / "eval_samples.jsonl").open("w")
 
     def do_eval(step):
-        policy.eval()
         stats, texts = evaluate(policy, tok, client, held, args, weights)
         samples_file.write(json.dumps({"step": step, "samples": texts[:4]}) + "\n")
         samples_file.flush()
@@ -263,7 +268,6 @@ def main(args: Args):
         # ---- 1. rollouts ------------------------------------------------------------------
         batch = random.sample(train, args.batch_size)
         qs = [x["question"] for x in batch]
-        policy.eval()
         t_roll = time.time()
         seq, mask, n, rmask = rollout(policy, tok, qs, args)
         t_roll = time.time() - t_roll
@@ -298,8 +302,6 @@ def main(args: Args):
             adv = whiten(adv, rm)
         # ---- 5. PPO epochs ------------------------------------------------------------------
         t_update = time.time()
-        policy.train()
-        critic.train()
         mb_stats = []
         early = False
         for epoch in range(args.ppo_epochs):
