@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default="train", choices=["train", "all"],
                     help="train on the train split (dev held out) or on all records")
+    ap.add_argument("--val-fold", type=int, default=0,
+                    help="cross-validation: 1..4 holds out that hash fold of the train split as validation")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training records (smoke tests)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--fp32", action="store_true", help="save the encoder in fp32 (default fp16)")
@@ -115,6 +117,11 @@ def train(args) -> dict:
     train_recs, dev_recs = split_records(records)
     if args.split == "all":
         train_recs = records
+    if args.val_fold:
+        from models.data import fold_of
+
+        dev_recs = [r for r in train_recs if fold_of(r["question"]) == args.val_fold]
+        train_recs = [r for r in train_recs if fold_of(r["question"]) != args.val_fold]
     if args.limit:
         train_recs, dev_recs = train_recs[: args.limit], dev_recs[: max(2, args.limit // 4)]
     t0 = time.time()
