@@ -10,8 +10,8 @@ located in the source with a forward-moving cursor, so spans always round-trip:
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 GRANULARITIES = ("sentence", "sub-sentence", "response")
 _SUBSENTENCE_PUNCT = (",", ";", "!", "?")
@@ -26,11 +26,18 @@ class Segment:
     text: str
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
+_local = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _segmenter():
+    # one per thread: a pysbd.Segmenter keeps the text being split in its attributes, so a
+    # shared one returns mixed-up sentences when two threads segment at once
+    seg = getattr(_local, "segmenter", None)
+    if seg is None:
+        import pysbd
+
+        seg = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return seg
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
