@@ -66,7 +66,9 @@ def save_network(net, tokenizer, path: str | Path, meta: dict, fp16: bool = True
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     encoder = net.encoder
-    state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in encoder.state_dict().items()}
+    # the pooler is unused (heads read token states) and load_network builds the encoder without it
+    state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
+             for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
     encoder.config.save_pretrained(str(path))
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     heads = {k: v.float().contiguous() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
