@@ -7,7 +7,9 @@ models are loaded and the gRPC server is up), and yields a `ServiceHandle` with 
 another one with different settings (FGRM_* overrides), as a context manager.
 
 FGRM_TEST_FEEDBACK_TYPES, when set, replaces the shipped feedback-types file (e.g. to run the
-transport tests on tiny random checkpoints while the real ones are being retrained).
+transport tests on tiny random checkpoints while the real ones are being retrained), and
+FGRM_TEST_RUNTIME the runtime (e.g. onnx-int8, to check that a runtime which is not
+batch-invariant still gives batch-invariant rewards through the service).
 """
 
 from __future__ import annotations
@@ -90,9 +92,9 @@ def start_service(workdir: Path, **settings: str):
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
         "PYTHONPATH": str(REPO),
     })
-    types_file = os.environ.get("FGRM_TEST_FEEDBACK_TYPES")
-    if types_file:
-        env["FGRM_FEEDBACK_TYPES"] = types_file
+    for test_var, var in (("FGRM_TEST_FEEDBACK_TYPES", "FGRM_FEEDBACK_TYPES"), ("FGRM_TEST_RUNTIME", "FGRM_RUNTIME")):
+        if os.environ.get(test_var):
+            env[var] = os.environ[test_var]
     env.update({f"FGRM_{k.upper()}": str(v) for k, v in settings.items()})
     log_path = workdir / f"serve-{http_port}.log"
     cmd = [sys.executable, "-m", "service.cli", "serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
