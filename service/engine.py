@@ -119,11 +119,11 @@ class ScoringEngine:
         return out
 
     def segment(self, response: str) -> dict[str, list] | None:
-        from models.segment import split
+        from models.segment import split_many
 
         if not response.strip():
             return None
-        return {g: split(response, g) for g in GRANULARITIES if g in self._granularities}
+        return split_many(response, [g for g in GRANULARITIES if g in self._granularities])
 
     def prepare(self, items: Sequence[Item]) -> list[PreparedItem]:
         """Validate, segment and encode. Raises InvalidInput naming the item and field."""

@@ -55,7 +55,6 @@ def _version(path: Path, files: Sequence[str]) -> str:
 
 
 class FgrmScorer:
-    kind_names = ("segment_classifier", "preference_scorer")
 
     def __init__(self, types: list, loaded):
         """`types`: FeedbackTypes sharing one checkpoint and input template; `loaded`: its
@@ -129,7 +128,6 @@ class FgrmScorer:
 
 
 class PrefixDeltaScorer:
-    kind_names = ("prefix_delta",)
 
     def __init__(self, ftype, runtime: str = "auto"):
         from models.runtime.sequence_classifier import load

@@ -109,3 +109,16 @@ def test_openrlhf_prompt_parsing():
     with pytest.raises(InvalidInput) as err:
         to_items(["a", "b"], ["a"])
     assert err.value.field == "prompts"
+
+
+def test_split_many_equals_split_per_granularity():
+    import json
+    from pathlib import Path
+
+    from models.segment import split, split_many
+
+    texts = [s["response"] for s in json.loads((Path(__file__).parent / "data" / "qa_samples.json").read_text())]
+    texts += ["", "  ", "One. Two, three four five six seven eight nine; ten eleven twelve thirteen fourteen!"]
+    grans = ["sub-sentence", "sentence", "response"]
+    for text in texts:
+        assert split_many(text, grans) == {g: split(text, g) for g in grans}
