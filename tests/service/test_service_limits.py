@@ -72,3 +72,17 @@ def test_profile_edits_need_the_admin_token(small):
         r = http.put("/v1/profiles/mine", json={"weights": {"relevance": -2}},
                      headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 400 and r.json()["error"]["field"] == "weights.relevance"
+
+
+def test_two_workers_share_the_grpc_port(tmp_path, tiny_dir):
+    """With FGRM_WORKERS=2 each worker binds the gRPC port with SO_REUSEPORT; every
+    connection is served, whichever worker the kernel gives it to (tiny models: mechanics)."""
+    with start_service(tmp_path, workers="2", feedback_types=str(tiny_dir / "types.toml")) as svc:
+        for _ in range(6):  # fresh connections, spread over the workers by the kernel
+            with grpc.insecure_channel(svc.grpc_target) as channel:
+                stub = pb2_grpc.RewardServiceStub(channel)
+                [r] = stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="Short one. Another one.")]),
+                                 timeout=60).results
+                assert len(r.types["factuality"].segments) == 2
+            with httpx.Client(base_url=svc.base_url, timeout=60) as http:
+                assert http.post("/v1/score", json={"items": [{"response": "Hi there."}]}).status_code == 200
