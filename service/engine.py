@@ -210,6 +210,8 @@ class ScoringEngine:
             items = self.check_items(items)
             n = len(items)
             limit = self.settings.max_queue_items
+            if n > limit:  # could never be admitted: retrying would not help, so it is the request's fault
+                raise InvalidInput("items", f"{n} items; the queue holds at most {limit} (max_queue_items)")
             if self._admitted + n > limit:
                 raise Overloaded(f"queue full: {self._admitted} items in flight, this request adds {n}, the limit "
                                  f"is {limit} (max_queue_items); retry with backoff")

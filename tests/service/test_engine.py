@@ -346,3 +346,10 @@ def test_metrics_are_recorded_per_transport_and_batches_are_shared(tiny_dir):
     assert get("fgrm_reward_count", {"type": "mixed"}) == 5
     assert get("fgrm_forward_seconds_count", {"runtime": "torch", "provider": "cpu:float32"}) == 2
     assert get("fgrm_queue_items") == 0
+
+
+def test_request_larger_than_the_queue_is_invalid_not_overloaded(tiny_dir):
+    engine, _ = make_engine(tiny_dir / "types.toml", max_queue_items=2)
+    with pytest.raises(InvalidInput) as err:
+        asyncio.run(engine.score(ITEMS[:3]))
+    assert err.value.field == "items" and "at most 2 (max_queue_items)" in err.value.message
