@@ -27,9 +27,10 @@ class Settings:
     """Model runtime: auto | torch | onnx | onnx-int8 (env FGRM_RUNTIME)."""
 
     profiles: Path | None = None
-    """Optional TOML file of named weight profiles, ``[profiles.NAME] type = weight``; the
-    profile "default" is always the feedback types' configured weights unless redefined there
-    (env FGRM_PROFILES)."""
+    """Optional TOML file of named weight profiles, ``[profiles.NAME] type = weight``, added to
+    (and overriding) the ``[profiles.NAME]`` tables of the feedback-types file. The profile
+    "default" is the feedback types' configured weights unless a file redefines it; types a
+    profile does not name keep their configured weight (env FGRM_PROFILES)."""
 
     admin_token: str = ""
     """When set, ``PUT /v1/profiles/{name}`` needs ``Authorization: Bearer <token>``; when empty

@@ -47,6 +47,7 @@ class ScoringEngine:
         from service.metrics import EngineMetrics
 
         self.settings = settings or Settings()
+        loaded_from_file = scorers is None
         if scorers is None:
             from models.config import load_feedback_types
             from service.scorers import build_scorers
@@ -61,7 +62,11 @@ class ScoringEngine:
         self.type_names = [t.name for t in self.types]
         self._type_of = {t.name: t for t in self.types}
         self._granularities = {g for s in self.scorers for g in s.granularities()}
-        self.profiles = Profiles.from_file({t.name: float(t.weight) for t in self.types}, self.settings.profiles)
+        # named profiles: [profiles.NAME] tables of the feedback-types file (when it was loaded
+        # from there), then of FGRM_PROFILES
+        self.profiles = Profiles.from_files({t.name: float(t.weight) for t in self.types},
+                                            [self.settings.feedback_types if loaded_from_file else None,
+                                             self.settings.profiles])
         self.metrics = metrics if metrics is not None else EngineMetrics.shared()
         self._runs = [RunForward(s.backend, s.pad_id, self.metrics) for s in self.scorers]
         # forward passes on one thread (they use every core themselves); segmentation and

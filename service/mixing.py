@@ -53,12 +53,16 @@ class Profiles:
             self.put(name, weights, field=f"profiles.{name}")
 
     @classmethod
-    def from_file(cls, defaults: Mapping[str, float], path: Path | None) -> "Profiles":
-        if path is None:
-            return cls(defaults)
-        with Path(path).open("rb") as fh:
-            doc = tomllib.load(fh)
-        return cls(defaults, doc.get("profiles", {}))
+    def from_files(cls, defaults: Mapping[str, float], paths: Sequence[Path | None]) -> "Profiles":
+        """Profiles from the ``[profiles.NAME]`` tables of TOML files (later files win), e.g.
+        the feedback-types file itself and FGRM_PROFILES."""
+        seed: dict[str, Mapping[str, object]] = {}
+        for path in paths:
+            if path is None:
+                continue
+            with Path(path).open("rb") as fh:
+                seed.update(tomllib.load(fh).get("profiles", {}))
+        return cls(defaults, seed)
 
     def all(self) -> dict[str, dict[str, float]]:
         with self._lock:

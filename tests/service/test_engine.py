@@ -353,3 +353,28 @@ def test_request_larger_than_the_queue_is_invalid_not_overloaded(tiny_dir):
     with pytest.raises(InvalidInput) as err:
         asyncio.run(engine.score(ITEMS[:3]))
     assert err.value.field == "items" and "at most 2 (max_queue_items)" in err.value.message
+
+
+def test_profiles_from_the_types_file_and_a_profiles_file(tiny_dir, tmp_path):
+    import prometheus_client
+
+    from service.config import Settings
+    from service.engine import ScoringEngine
+    from service.metrics import EngineMetrics
+
+    types = tmp_path / "types.toml"
+    types.write_text((tiny_dir / "types.toml").read_text() + "\n[profiles.paper]\ncompleteness = 1.0\n"
+                     "[profiles.facts]\nfactuality = 3.0\n")
+    extra = tmp_path / "profiles.toml"
+    extra.write_text("[profiles.facts]\nfactuality = 2.0\n[profiles.default]\nrelevance = 0.5\n")
+    engine = ScoringEngine(Settings(feedback_types=types, profiles=extra, runtime="torch"),
+                           metrics=EngineMetrics(prometheus_client.CollectorRegistry()))
+    p = engine.profiles.all()
+    assert p["paper"] == {"relevance": 1.0, "factuality": 1.0, "completeness": 1.0}
+    assert p["facts"]["factuality"] == 2.0  # the profiles file wins over the types file
+    assert p["default"]["relevance"] == 0.5
+    extra.write_text("[profiles.bad]\nfluency = 1.0\n")
+    with pytest.raises(InvalidInput) as err:
+        ScoringEngine(Settings(feedback_types=types, profiles=extra, runtime="torch"),
+                      metrics=EngineMetrics(prometheus_client.CollectorRegistry()))
+    assert err.value.field == "profiles.bad.fluency"
