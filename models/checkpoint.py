@@ -48,8 +48,10 @@ def load_network(path: str | Path, dtype=None):
 
     path = Path(path)
     meta = read_meta(path)
-    encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32, add_pooling_layer=False) \
-        if meta.get("encoder_type", "bert") == "bert" else AutoModel.from_pretrained(str(path), dtype=torch.float32)
+    try:  # BERT-like encoders: no pooler (never used; the saved checkpoint has none)
+        encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32, add_pooling_layer=False)
+    except TypeError:  # encoders without a pooler option (DistilBERT, ...)
+        encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32)
     net = RewardNetwork(encoder, meta["segment_heads"], meta["sequence_heads"])
     net.load_state_dict({k: v.float() for k, v in load_file(str(path / HEADS_FILE)).items()}, strict=False)
     net.eval()

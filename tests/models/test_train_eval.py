@@ -1,0 +1,90 @@
+"""`fgrm train` mechanics on a tiny random backbone, and `fgrm eval` output on the shipped model."""
+import json
+
+import numpy as np
+import pytest
+
+from models.data import DATA_DIR, label_response, load_records, error_spans
+
+
+@pytest.fixture(scope="module")
+def records():
+    return load_records(DATA_DIR / "dev_feedback.json")
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    """A 2-layer, 32-unit BERT with the real MiniLM tokenizer: a local HF checkpoint, not fgrm."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from models.train import default_backbone
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-backbone")
+    tok = AutoTokenizer.from_pretrained(default_backbone())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return path
+
+
+def test_train_writes_a_loadable_checkpoint_whose_weights_moved(tmp_path, records, tiny_backbone):
+    from safetensors.torch import load_file
+
+    from models import checkpoint as ckpt
+    from models.train import main as train_main
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records[:12]))
+    out = tmp_path / "ckpt"
+    assert train_main(["--backbone", str(tiny_backbone), "--data", str(data), "--out", str(out), "--epochs", "1",
+                       "--max-length", "256", "--records-per-step", "3", "--split", "all", "--device", "cpu",
+                       "--fp32", "--lr", "1e-3"]) == 0
+    meta = ckpt.read_meta(out)
+    assert meta["segment_heads"] == ["relevance", "factuality"] and meta["sequence_heads"] == ["completeness"]
+    assert meta["norm"]["completeness"]["std"] > 0
+    before = load_file(str(tiny_backbone / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    key = "encoder.layer.0.attention.self.query.weight"
+    assert not np.allclose(before[key].numpy(), after[key].numpy())
+    loaded = ckpt.load(out, "torch")
+    assert loaded.encoder.marker_id == loaded.encoder.tokenizer.convert_tokens_to_ids("[SEG]")
+    assert (out / "train_log.jsonl").read_text().count("\n") == 1
+
+
+def test_eval_json_has_metrics_and_baselines_and_survives_an_empty_response(tmp_path, records, capsys,
+                                                                             shipped_checkpoint):
+    from models.evaluate import main as eval_main
+
+    picked = [dict(r) for r in records[:3]]
+    picked[2]["prediction 1"] = ""  # an empty response: zero segments, no division by zero
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(picked))
+    assert eval_main(["--data", str(data), "--checkpoint", str(shipped_checkpoint), "--runtime", "torch",
+                      "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    expected_n = sum(len(label_response(r, r["prediction 1"], error_spans(r)).relevance) for r in picked)
+    assert res["relevance"]["n"] == expected_n > 0
+    for key in ("accuracy", "error_f1", "majority_accuracy", "all_error_f1"):
+        assert 0.0 <= res["relevance"][key] <= 1.0
+    for name in ("factuality", "factuality_all"):
+        assert {"accuracy", "error_f1", "n", "majority_accuracy", "all_error_f1"} <= set(res[name])
+    comp = res["completeness"]
+    assert comp["n_pairs"] > 0 and 0.0 <= comp["pairwise_accuracy"] <= 1.0
+    assert 0.0 <= comp["prefer_earlier_accuracy"] <= 1.0
+    assert res["runtime"]["name"] == "torch"
+
+
+def test_eval_of_no_records_reports_nulls_not_errors(tmp_path, capsys, shipped_checkpoint):
+    from models.evaluate import main as eval_main
+
+    data = tmp_path / "empty.json"
+    data.write_text("[]")
+    assert eval_main(["--data", str(data), "--checkpoint", str(shipped_checkpoint), "--runtime", "torch",
+                      "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["relevance"] == {"n": 0, "accuracy": None, "error_f1": None, "majority_accuracy": None,
+                                "all_error_f1": None, "error_rate": None}
+    assert res["completeness"]["n_pairs"] == 0 and res["completeness"]["pairwise_accuracy"] is None
