@@ -28,7 +28,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache

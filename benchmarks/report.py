@@ -1,0 +1,156 @@
+"""Ratios against the targets, the markdown table and the plot of one benchmark run (benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGETS = {"vs_raw": 0.90, "vs_naive": 5.0, "p50_overhead_ms": 3.0}
+TRANSPORT_NAMES = {"http": "HTTP", "grpc": "gRPC"}
+
+
+def _rows(results: dict, server: str, transport: str) -> dict[int, dict]:
+    return {r["concurrency"]: r for r in results["servers"] if r["server"] == server and r["transport"] == transport}
+
+
+def _display_order(results: dict) -> list[dict]:
+    order = {("service", "http"): 0, ("service", "grpc"): 1, ("naive", "http"): 2}
+    return sorted(results["servers"], key=lambda r: (order[(r["server"], r["transport"])], r["concurrency"]))
+
+
+def _parity(reference: list[float], totals: list) -> float | None:
+    """Largest |mixed total - in-process engine's| over the items a setting scored."""
+    diffs = [abs(a - b) for a, b in zip(reference, totals) if b is not None]
+    return max(diffs) if diffs else None
+
+
+def summarize(results: dict) -> dict:
+    """Ratios of one run, all computed from that run's own measurements. Also moves each
+    setting's per-item mixed totals out of the results into a parity figure (the largest
+    difference from the in-process engine's rewards: every setting must do the same work)."""
+    raw = max(results["raw_forward"], key=lambda r: r["items_per_s"])
+    raw_single = next((r for r in results["raw_forward"] if r["batch_size"] == 1), None)
+    engine_single = results["engine"]["single"]
+    reference = results["engine"].pop("mixed_totals")
+    top = max(results["concurrencies"])
+    naive = _rows(results, "naive", "http")
+    summary = {"targets": TARGETS, "raw_items_per_s": raw["items_per_s"], "raw_batch_size": raw["batch_size"],
+               "concurrency": top, "naive_items_per_s": naive[top]["items_per_s"], "transports": {},
+               "parity_max_abs_diff": {}}
+    for row in results["servers"]:
+        key = f"{row['server']} {row['transport']} c={row['concurrency']}"
+        summary["parity_max_abs_diff"][key] = _parity(reference, row.pop("mixed_totals"))
+    for transport in TRANSPORT_NAMES:
+        svc = _rows(results, "service", transport)
+        if not svc:
+            continue
+        t = {"items_per_s": svc[top]["items_per_s"],
+             "vs_raw": round(svc[top]["items_per_s"] / raw["items_per_s"], 3),
+             "vs_naive": round(svc[top]["items_per_s"] / naive[top]["items_per_s"], 3)}
+        if 1 in svc:
+            t["p50_c1_ms"] = svc[1]["p50_ms"]
+            if raw_single is not None:
+                t["p50_overhead_ms"] = round(svc[1]["p50_ms"] - raw_single["batch_p50_ms"], 2)
+            t["p50_overhead_vs_engine_ms"] = round(svc[1]["p50_ms"] - engine_single["p50_ms"], 2)
+        t["met"] = {"vs_raw": t["vs_raw"] >= TARGETS["vs_raw"], "vs_naive": t["vs_naive"] >= TARGETS["vs_naive"]}
+        if "p50_overhead_ms" in t:
+            t["met"]["p50_overhead_ms"] = t["p50_overhead_ms"] <= TARGETS["p50_overhead_ms"]
+        summary["transports"][transport] = t
+    return summary
+
+
+def _f(x, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def markdown_table(results: dict) -> str:
+    """The settings table and the ratios table, as markdown."""
+    lines = ["| setting | concurrency / batch | items/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|"]
+
+    def row(label: str, setting, ips, p50=None, p99=None) -> None:
+        lines.append(f"| {label} | {setting} | {_f(ips, 2)} | {_f(p50)} | {_f(p99)} |")
+
+    raw = "(a) raw `backend.forward`, pre-encoded, length-sorted (latency per batch)"
+    for r in results["raw_forward"]:
+        row(raw, f"batch {r['batch_size']}", r["items_per_s"], r["batch_p50_ms"], r["batch_p99_ms"])
+    e = results["engine"]
+    row(f"(a) engine in-process, all items at once: segment + encode ({_f(e['batched']['prepare_ms_per_item'])} "
+        "ms/item) + token-budget batches + rewards", "all", e["batched"]["items_per_s"])
+    row("(a) engine in-process, one item at a time (`score_sync`)", 1, e["single"]["items_per_s"],
+        e["single"]["p50_ms"], e["single"]["p99_ms"])
+    for r in results.get("raw_forward_after", []):
+        row("(a) raw `backend.forward` again, after the servers (drift check)", f"batch {r['batch_size']}",
+            r["items_per_s"], r["batch_p50_ms"], r["batch_p99_ms"])
+    for r in _display_order(results):
+        what = "(b) service" if r["server"] == "service" else "(c) naive server"
+        err = f" ({sum(r['errors'].values())} errors)" if r["errors"] else ""
+        row(f"{what} {TRANSPORT_NAMES[r['transport']]}{err}", r["concurrency"], r["items_per_s"], r["p50_ms"], r["p99_ms"])
+    s = results["summary"]
+    transports = list(s["transports"])
+    head = " | ".join(TRANSPORT_NAMES[t] for t in transports)
+    lines += ["", f"| ratio (this run) | {head} | target | met |", "|---|" + "---:|" * len(transports) + "---|---|"]
+
+    def ratio_row(label: str, key: str, target: str, digits: int = 2):
+        vals = [s["transports"][t].get(key) for t in transports]
+        met = [s["transports"][t].get("met", {}).get(key) for t in transports]
+        verdict = "–" if target == "–" else ", ".join(
+            f"{TRANSPORT_NAMES[t]} {'yes' if m else 'NO'}" for t, m in zip(transports, met) if m is not None)
+        lines.append(f"| {label} | " + " | ".join(_f(v, digits) for v in vals) + f" | {target} | {verdict} |")
+
+    c = s["concurrency"]
+    ratio_row(f"service items/s at c={c} ÷ raw forward (best batch, {_f(s['raw_items_per_s'], 2)} items/s)",
+              "vs_raw", f"≥ {TARGETS['vs_raw']}")
+    ratio_row(f"service items/s at c={c} ÷ naive at c={c} ({_f(s['naive_items_per_s'], 2)} items/s)",
+              "vs_naive", f"≥ {TARGETS['vs_naive']:g}")
+    ratio_row("p50 at c=1 − raw forward p50 at batch 1 (ms)", "p50_overhead_ms", f"≤ {TARGETS['p50_overhead_ms']:g}", 1)
+    ratio_row("p50 at c=1 − engine one-at-a-time p50 (ms): transport + queue only", "p50_overhead_vs_engine_ms", "–", 1)
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    """items/s of every setting, and p50/p99 of the client settings, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    palette = {("service", "http"): "#1f77b4", ("service", "grpc"): "#2ca02c", ("naive", "http"): "#d62728"}
+    lat = _display_order(results)
+    names = [f"{r['server']} {TRANSPORT_NAMES[r['transport']]} c={r['concurrency']}" for r in lat]
+    e = results["engine"]
+    labels = ([f"raw forward b={r['batch_size']}" for r in results["raw_forward"]]
+              + ["engine in-proc, all", "engine in-proc, 1 by 1"] + names)
+    values = ([r["items_per_s"] for r in results["raw_forward"]]
+              + [e["batched"]["items_per_s"], e["single"]["items_per_s"]] + [r["items_per_s"] for r in lat])
+    colors = (["#777777"] * len(results["raw_forward"]) + ["#aaaaaa"] * 2
+              + [palette[(r["server"], r["transport"])] for r in lat])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.5))
+    y = range(len(labels))
+    ax1.barh(y, values, color=colors)
+    ax1.set_yticks(list(y), labels, fontsize=8)
+    ax1.invert_yaxis()
+    raw = results["summary"]["raw_items_per_s"]
+    ax1.axvline(raw, color="black", lw=1, ls="--", label=f"raw limit {raw:.1f}")
+    ax1.axvline(0.9 * raw, color="black", lw=1, ls=":", label="0.90 × raw (target)")
+    ax1.set_xlabel("items/s (higher is better)")
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    x = list(range(len(lat)))
+    ax2.bar([i - 0.2 for i in x], [r["p50_ms"] for r in lat], 0.4, label="p50",
+            color=[palette[(r["server"], r["transport"])] for r in lat])
+    ax2.bar([i + 0.2 for i in x], [r["p99_ms"] for r in lat], 0.4, label="p99", color="#cccccc", edgecolor="#555555")
+    ax2.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("request latency, ms (log; p50 coloured, p99 grey)")
+    fig.suptitle(f"fgrm on {results['machine']['cores']} CPU cores, runtime {results['runtime']}, "
+                 f"{results['items']} QA-Feedback dev items per setting ({results['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_outputs(results: dict, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / f"{results['name']}.json", out_dir / f"{results['name']}.png"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, png_path)
+    return json_path, png_path
