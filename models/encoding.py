@@ -38,8 +38,9 @@ def _content_words(text: str) -> set[str]:
 
 
 @lru_cache(maxsize=4096)  # trainers score many samples of one prompt: its passages repeat
-def _passage_sentences(passage: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in _PASSAGE_SPLIT.split(passage) if s.strip())
+def _passage_sentences(passage: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """(sentence, its content words) for each sentence of a passage."""
+    return tuple((s.strip(), frozenset(_content_words(s))) for s in _PASSAGE_SPLIT.split(passage) if s.strip())
 
 
 def rank_passage_sentences(passages: list[str], response: str) -> list[str]:
@@ -51,8 +52,8 @@ def rank_passage_sentences(passages: list[str], response: str) -> list[str]:
     """
     resp = _content_words(response)
     sents = [s for p in passages for s in _passage_sentences(p)]
-    scored = sorted(range(len(sents)), key=lambda i: (-len(_content_words(sents[i]) & resp), i))
-    return [sents[i] for i in scored]
+    scored = sorted(range(len(sents)), key=lambda i: (-len(sents[i][1] & resp), i))
+    return [sents[i][0] for i in scored]
 
 
 class Encoder:
@@ -68,6 +69,16 @@ class Encoder:
         self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._sentence_ids: dict[str, list[int]] = {}  # passage sentence -> token ids (prompts repeat)
+
+    def _cached_ids(self, sentences: list[str]) -> list[list[int]]:
+        cache = self._sentence_ids
+        missing = list(dict.fromkeys(s for s in sentences if s not in cache))
+        if missing:
+            if len(cache) > 50_000:  # bounded: a long-running service sees endless new prompts
+                cache.clear()
+            cache.update(zip(missing, self._ids(missing)))
+        return [cache[s] for s in sentences]
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -91,7 +102,7 @@ class Encoder:
         p_ids: list[int] = []
         if self.use_passages and passages and budget > 0:
             ranked = rank_passage_sentences(passages, response)
-            for ids in self._ids(ranked):
+            for ids in self._cached_ids(ranked):
                 if len(p_ids) + len(ids) > budget:
                     continue  # a shorter, less similar sentence may still fit
                 p_ids.extend(ids)
