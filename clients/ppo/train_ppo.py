@@ -104,6 +104,9 @@ class Args:
     """Evaluate on held-out questions every this many steps (and at step 0 and the end)."""
     n_eval: int = 32
     """Held-out questions per evaluation (same questions and sampling seed every time)."""
+    eval_samples: int = 1
+    """Responses sampled per held-out question (more: less noisy evaluations, slower).
+    --total-steps 0 only evaluates --policy, e.g. a trained one with --n-eval 100."""
     seed: int = 1
     """Random seed."""
     threads: int = 1
@@ -193,7 +196,9 @@ def score(client, tok, questions, passages, resp, rmask, args, weights):
         items.append({"question": questions[i], "passages": passages[i], "response": text,
                       "token_offsets": offs})
         offsets.append(offs)
-    results = client.score(items, weights=weights)
+    results = []
+    for i in range(0, len(items), 64):  # bounded requests: evaluations can be hundreds of items
+        results += client.score(items[i : i + 64], weights=weights)
     dense = torch.zeros(resp.shape, dtype=torch.float32)
     per_type: dict[str, list[float]] = {}
     for i, (r, offs) in enumerate(zip(results, offsets)):
@@ -213,8 +218,8 @@ def score(client, tok, questions, passages, resp, rmask, args, weights):
 @torch.no_grad()
 def evaluate(policy, tok, client, held, args, weights):
     """Mean rewards of the current policy on fixed held-out questions, fixed sampling seed."""
-    qs = [x["question"] for x in held]
-    ps = [x["passages"] for x in held]
+    qs = [x["question"] for x in held] * args.eval_samples
+    ps = [x["passages"] for x in held] * args.eval_samples
     seq, _, n, rmask = rollout(policy, tok, qs, args, seed=12345)
     _, stats, texts = score(client, tok, qs, ps, seq[:, n:], rmask, args, weights)
     stats = {"eval/" + k.split("/", 1)[1]: v for k, v in stats.items()}
@@ -223,6 +228,8 @@ def evaluate(policy, tok, client, held, args, weights):
 
 
 def main(args: Args):
+    if args.mode not in ("fine-grained", "holistic"):
+        raise SystemExit(f"--mode must be fine-grained or holistic, got {args.mode!r}")
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
