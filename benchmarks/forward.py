@@ -41,7 +41,7 @@ def encoded_items(checkpoint: str, data: str, n: int):
 
 
 def bench(backend, seqs: list[list[int]], pad_id: int, batch_size: int, repeats: int) -> dict:
-    from models.evaluate import pad_batch
+    from models.encoding import pad_batch
 
     seqs = sorted(seqs, key=len)
     batches = [pad_batch(seqs[i:i + batch_size], pad_id) for i in range(0, len(seqs), batch_size)]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from functools import lru_cache
 
+import numpy as np
+
 from models.errors import InputTooLong
 from models.segment import Segment
 
@@ -116,3 +118,14 @@ class Encoder:
             ids.extend(s_ids)
         ids.append(self.sep_id)
         return Encoded(ids, markers, len(p_ids))
+
+
+def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded int64 input_ids and attention_mask (shared by training, eval and the service)."""
+    width = max((len(r) for r in rows), default=1)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for k, r in enumerate(rows):
+        ids[k, : len(r)] = r
+        mask[k, : len(r)] = 1
+    return ids, mask

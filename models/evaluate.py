@@ -23,20 +23,10 @@ from typing import Callable
 import numpy as np
 
 from models.data import IGNORE, label_response, error_spans, preference_pairs
-from models.encoding import Encoder
+from models.encoding import Encoder, pad_batch
 from models.errors import InputTooLong
 
 ForwardFn = Callable[[np.ndarray, np.ndarray], dict]
-
-
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max((len(s) for s in seqs), default=1)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return ids, mask
 
 
 def score_responses(forward: ForwardFn, encoder: Encoder, items: list[tuple[str, list[str], str, list]],

@@ -150,7 +150,7 @@ def parity(checkpoint: str | Path, runtime: str = "onnx", *, records: list[dict]
     from models.checkpoint import load
     from models.data import DATA_DIR, label_response, load_records, split_records
     from models.errors import InputTooLong
-    from models.evaluate import pad_batch
+    from models.encoding import pad_batch
     from models.runtime.torch_backend import TorchBackend
 
     if records is None:

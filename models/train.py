@@ -92,8 +92,8 @@ def train(args) -> dict:
 
     from models import checkpoint as ckpt
     from models.data import IGNORE, load_records, split_records
-    from models.encoding import MARKER_TOKEN, Encoder
-    from models.evaluate import evaluate, pad_batch
+    from models.encoding import MARKER_TOKEN, Encoder, pad_batch
+    from models.evaluate import evaluate
     from models.network import RewardNetwork
 
     random.seed(args.seed)

@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from models.encoding import pad_batch
+
 
 def plan(lengths: Sequence[int], max_tokens: int, max_rows: int, one_per_batch: bool = False) -> list[list[int]]:
     """Indices of `lengths` grouped into sub-batches: sorted by length (ties by index, so the
@@ -42,17 +44,6 @@ def plan(lengths: Sequence[int], max_tokens: int, max_rows: int, one_per_batch: 
     if current:
         batches.append(current)
     return batches
-
-
-def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded int64 input_ids and attention_mask."""
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for k, r in enumerate(rows):
-        ids[k, : len(r)] = r
-        mask[k, : len(r)] = 1
-    return ids, mask
 
 
 def split_outputs(out: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
@@ -79,7 +70,7 @@ class RunForward:
         self._labels = (getattr(backend, "name", "unknown"), str(getattr(backend, "provider", "unknown")))
 
     def __call__(self, rows: Sequence[Sequence[int]]) -> list[dict[str, np.ndarray]]:
-        ids, mask = pad(rows, self.pad_id)
+        ids, mask = pad_batch(rows, self.pad_id)
         t0 = time.perf_counter()
         out = self.backend.forward(ids, mask)
         elapsed = time.perf_counter() - t0

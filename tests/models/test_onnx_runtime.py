@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from models.evaluate import pad_batch
+from models.encoding import pad_batch
 from models.export import main as export_main
 from models.export import parity
 from models.runtime import create

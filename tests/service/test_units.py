@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from service.batching import pad, plan
+from models.encoding import pad_batch as pad
+from service.batching import plan
 from service.config import Settings
 from service.domain import Component
 from service.errors import InvalidInput
