@@ -22,7 +22,7 @@ def main(argv=None) -> None:
     import matplotlib.pyplot as plt
 
     keys = ["eval/mixed", "eval/length", "eval/relevance", "eval/factuality", "eval/completeness"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4.0))
     for run in args.runs:
         rows = [json.loads(x) for x in (Path(run) / "log.jsonl").read_text().splitlines()]
         label = json.loads((Path(run) / "args.json").read_text()).get("weights") or Path(run).name
@@ -32,8 +32,9 @@ def main(argv=None) -> None:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{Path(run).name} ({label})")
             ax.set_title(key.replace("eval/", "held-out "))
             ax.set_xlabel("PPO step")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(args.runs), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80)
     print(args.out)
