@@ -38,17 +38,16 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .http import mix_items_json
 from .types import (
     Event,
     FeedbackTypeInfo,
-    Item,
     ItemResult,
     Mixed,
     Segment,
     TypeResult,
     to_items,
 )
-from .http import mix_items_json
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 30.0
