@@ -92,7 +92,7 @@ def to_item(item: Item | Mapping[str, Any]) -> Item:
         return item
     offsets = item.get("token_offsets")
     return Item(
-        question=item["question"],
+        question=item.get("question", ""),
         response=item["response"],
         passages=tuple(item.get("passages") or ()),
         token_offsets=None if offsets is None else tuple((int(s), int(e)) for s, e in offsets),

@@ -114,3 +114,15 @@ def test_ppo_steps_against_real_service(real_service, tmp_path):
     changed, rows, _ = run_ppo_steps(tmp_path, real_service[0])
     assert changed, "no policy parameter changed"
     assert {"reward/relevance", "reward/factuality", "reward/completeness"} <= set(rows[1])
+
+
+def test_trl_reward_func_against_real_service(real_service, clients):
+    from fgrm_client.trl import fgrm_reward_func
+
+    h, _ = clients
+    f = fgrm_reward_func(real_service[0], weights={"relevance": 2.0})
+    rewards = f(prompts=[QUESTION] * 2, completions=RESPONSES[:2], passages=[PASSAGES] * 2)
+    expected = h.score([{"question": QUESTION, "passages": PASSAGES, "response": r}
+                        for r in RESPONSES[:2]], weights={"relevance": 2.0})
+    assert rewards == pytest.approx([r.mixed.total for r in expected], abs=1e-9)
+    assert f.__name__ == "fgrm"
