@@ -1,7 +1,7 @@
 """The serving benchmark: one command, one run, every setting on the same items and runtime.
 
-    python -m benchmarks.run                  # 64 QA-Feedback dev responses per setting
-    python -m benchmarks.run --quick          # smoke run: 16 items, concurrency 1 and 8
+    python -m benchmarks.run                  # 32 QA-Feedback dev responses per setting, 3 rounds
+    python -m benchmarks.run --quick          # smoke run: 16 items, concurrency 1 and 8, 1 round
     python -m benchmarks.run --runtime onnx --name cpu-onnx
 
 On the same QA-Feedback dev responses (all 4 predictions per record, `models.data`), it measures
@@ -12,8 +12,13 @@ On the same QA-Feedback dev responses (all 4 predictions per record, `models.dat
 (b) the real service (`fgrm serve` on free loopback ports) over HTTP and gRPC, one item per
     request, at each concurrency: items/s, p50 and p99 request latency;
 (c) a naive server (benchmarks/naive_server.py: one request at a time, batch size 1) under
-    the same client load (settings alternate between (b) and (c) by concurrency, and the raw
-    forward is measured again at the end, so drift in a shared machine's load shows);
+    the same client load.
+
+The machine is shared, and other work comes and goes within minutes, so the server settings
+run in `--rounds` passes, alternating (b) and (c) at each concurrency, with the raw forward
+(batch 1) measured again before each concurrency (and the engine one item at a time before
+the first); every setting, raw included, reports its
+least disturbed measurement (highest items/s), and every round is kept in the JSON.
 
 and writes `<out>/<name>.json`, `<out>/<name>.png` and prints a markdown table with the
 ratios against the targets (service at the highest concurrency >= 0.90 x raw and >= 5 x
@@ -118,7 +123,7 @@ def measure_raw_forward(engine, prepared: list, batch_sizes: list[int], repeats:
 
 def measure_engine(engine, items: list[dict]) -> dict:
     """The ScoringEngine path without transports: all items at once with the engine's own
-    token-budget plan (prepare, then run_prepared), and one item at a time (score_sync)."""
+    token-budget plan (prepare, then run_prepared), and one item at a time."""
     domain = [_domain(w) for w in items]
     engine.score_sync(domain[:1])  # warm-up
     t0 = time.perf_counter()
@@ -131,15 +136,21 @@ def measure_engine(engine, items: list[dict]) -> dict:
                "forward_rewards_items_per_s": round(n / (t2 - t1), 3)}
     log.info("engine in-process, all at once: %.2f items/s (prepare %.1f ms/item)", batched["items_per_s"],
              batched["prepare_ms_per_item"])
+    return {"batched": batched, "single": measure_engine_single(engine, items),
+            "mixed_totals": [r.mixed.total for r in results]}
+
+
+def measure_engine_single(engine, items: list[dict]) -> dict:
+    """The ScoringEngine path one item at a time (`score_sync`): what a request costs minus transport."""
     latencies = []
     t0 = time.perf_counter()
-    for item in domain:
+    for item in map(_domain, items):
         t = time.perf_counter()
         engine.score_sync([item])
         latencies.append(time.perf_counter() - t)
-    single = _latency_stats(latencies, n, time.perf_counter() - t0)
+    single = _latency_stats(latencies, len(items), time.perf_counter() - t0)
     log.info("engine in-process, one at a time: %.2f items/s, p50 %.1f ms", single["items_per_s"], single["p50_ms"])
-    return {"batched": batched, "single": single, "mixed_totals": [r.mixed.total for r in results]}
+    return single
 
 
 # ----------------------------------------------------------------------------- client load
@@ -183,12 +194,14 @@ async def drive(client, items: list[dict], concurrency: int, label: str) -> dict
     return row
 
 
-async def _load(targets: dict, items: list[dict], concurrencies: list[int]) -> list[dict]:
+async def _load(targets: dict, items: list[dict], concurrencies: list[int], before_round=None) -> list[dict]:
     from fgrm_client import NO_RETRY, AsyncGrpcClient, AsyncHttpClient
 
     rows = []
     # concurrency outermost, so that drift in a shared machine's load hits every server alike
     for c in concurrencies:
+        if before_round is not None:
+            before_round(c)  # blocking is fine: nothing is in flight between rounds
         for (server, transport), target in targets.items():
             # a fresh client per setting: no connection state carries over between settings
             if transport == "http":
@@ -201,10 +214,11 @@ async def _load(targets: dict, items: list[dict], concurrencies: list[int]) -> l
     return rows
 
 
-def load_servers(targets: dict, items: list[dict], concurrencies: list[int]) -> list[dict]:
+def load_servers(targets: dict, items: list[dict], concurrencies: list[int], before_round=None) -> list[dict]:
     """Client load on running servers: `targets` maps (server, "http") -> base URL and
-    (server, "grpc") -> host:port. One row per (server, transport, concurrency)."""
-    return asyncio.run(_load(targets, items, concurrencies))
+    (server, "grpc") -> host:port. One row per (server, transport, concurrency);
+    `before_round(concurrency)` runs before each concurrency's settings."""
+    return asyncio.run(_load(targets, items, concurrencies, before_round))
 
 
 # ----------------------------------------------------------------------------- servers
@@ -280,10 +294,27 @@ def run(args, service_handle=None) -> dict:
         naive = stack.enter_context(naive_server(runtime, workdir / "naive"))
         targets = {("service", "http"): service_handle.base_url, ("service", "grpc"): service_handle.grpc_target,
                    ("naive", "http"): naive.base_url}
-        results["servers"] = load_servers(targets, items, args.concurrency)
-    if args.recheck:
-        # the machine is shared: the same raw measurement again shows how much it drifted
-        results["raw_forward_after"] = measure_raw_forward(engine, prepared, args.batch_sizes[:1], args.repeats)
+        results["raw_rounds"], results["engine_rounds"], results["server_rounds"] = [], [], []
+        for k in range(1, args.rounds + 1):
+
+            def raw_again(c: int, k: int = k) -> None:
+                # the raw limit again right before each concurrency: a shared machine's load
+                # drifts over minutes, so every round has its own reference figure
+                [row] = measure_raw_forward(engine, prepared, [1], args.repeats)
+                results["raw_rounds"].append({"round": k, "concurrency": c, **row})
+                if c == min(args.concurrency):
+                    results["engine_rounds"].append({"round": k, **measure_engine_single(engine, items)})
+
+            log.info("round %d of %d", k, args.rounds)
+            for row in load_servers(targets, items, args.concurrency, raw_again):
+                results["server_rounds"].append({"round": k, **row})
+    # per setting, the round least disturbed by other work on the machine (highest items/s)
+    best: dict = {}
+    for row in results["server_rounds"]:
+        key = (row["server"], row["transport"], row["concurrency"])
+        if key not in best or row["items_per_s"] > best[key]["items_per_s"]:
+            best[key] = row
+    results["servers"] = list(best.values())
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.perf_counter() - started, 1)
     results["summary"] = summarize(results)
@@ -295,21 +326,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--items", type=int, default=None, help="items per setting (default 64; 16 with --quick)")
+    ap.add_argument("--items", type=int, default=None, help="items per setting and round (default 32; 16 with --quick)")
     ap.add_argument("--concurrency", type=ints, default=None, help="comma list (default 1,8,32; 1,8 with --quick)")
-    ap.add_argument("--batch-sizes", type=ints, default=None, help="raw forward batch sizes (default 1,8,32)")
+    ap.add_argument("--batch-sizes", type=ints, default=None, help="raw forward batch sizes (default 1,8,32; 1,8 with --quick)")
     ap.add_argument("--repeats", type=int, default=1, help="passes over the items for the raw forward")
     ap.add_argument("--runtime", default="auto", choices=RUNTIMES,
                     help="one runtime for every setting (default: auto, what the service picks)")
     ap.add_argument("--data", default=None, help="QA-Feedback JSON (default: shared dev_feedback.json)")
     ap.add_argument("--name", default=None, help="results file name (default cpu-<runtime>, + -quick)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
-    ap.add_argument("--quick", action="store_true", help="smoke run: few items, no drift re-check")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="passes over all server settings; each setting reports its best pass (default 3; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: few items, one round")
     args = ap.parse_args(argv)
-    args.items = args.items or (16 if args.quick else 64)
+    args.items = args.items or (16 if args.quick else 32)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     args.concurrency = args.concurrency or ([1, 8] if args.quick else [1, 8, 32])
     args.batch_sizes = args.batch_sizes or ([1, 8] if args.quick else [1, 8, 32])
-    args.recheck = not args.quick
     args.command = " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
     return args
 

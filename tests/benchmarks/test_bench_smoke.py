@@ -22,6 +22,8 @@ def test_benchmark_pieces_and_outputs(fgrm_service, tmp_path):
     assert engine["batched"]["items_per_s"] > 0 and engine["batched"]["prepare_ms_per_item"] > 0
     assert engine["single"]["items_per_s"] > 0 and engine["single"]["p50_ms"] > 0
 
+    assert [(r["round"], r["concurrency"]) for r in results["raw_rounds"]] == [(1, 1), (1, 2)]
+    assert len(results["engine_rounds"]) == 1 and len(results["server_rounds"]) == 6
     settings = {(r["server"], r["transport"], r["concurrency"]) for r in results["servers"]}
     assert settings == {(s, t, c) for s, t in (("service", "http"), ("service", "grpc"), ("naive", "http"))
                         for c in (1, 2)}
