@@ -39,7 +39,8 @@ def summarize(results: dict) -> dict:
     naive = _rows(results, "naive", "http")
     summary = {"targets": TARGETS, "raw_items_per_s": raw["items_per_s"], "raw_batch_size": raw["batch_size"],
                "raw_batch1_p50_ms": raw_single["batch_p50_ms"] if raw_single else None,
-               "engine_single_p50_ms": engine_single["p50_ms"], "concurrency": top, "naive_items_per_s": naive[top]["items_per_s"], "transports": {},
+               "engine_single_p50_ms": engine_single["p50_ms"], "concurrency": top,
+               "naive_items_per_s": naive[top]["items_per_s"], "transports": {},
                "parity_max_abs_diff": {}}
     for row in results.get("server_rounds", results["servers"]):
         key = f"{row['server']} {row['transport']} c={row['concurrency']}"
@@ -99,7 +100,8 @@ def markdown_table(results: dict) -> str:
                   (x["server"], x["transport"], x["concurrency"]) == (r["server"], r["transport"], r["concurrency"])]
         if len(passes) > 1:
             err += f", best of {', '.join(_f(v, 2) for v in passes)} items/s"
-        row(f"{what} {TRANSPORT_NAMES[r['transport']]}{err}", r["concurrency"], r["items_per_s"], r["p50_ms"], r["p99_ms"])
+        row(f"{what} {TRANSPORT_NAMES[r['transport']]}{err}", r["concurrency"], r["items_per_s"],
+            r["p50_ms"], r["p99_ms"])
     s = results["summary"]
     transports = list(s["transports"])
     head = " | ".join(TRANSPORT_NAMES[t] for t in transports)
@@ -118,7 +120,8 @@ def markdown_table(results: dict) -> str:
               "vs_raw", f"≥ {TARGETS['vs_raw']}")
     ratio_row(f"service items/s at c={c} ÷ naive at c={c} ({_f(s['naive_items_per_s'], 2)} items/s)",
               "vs_naive", f"≥ {TARGETS['vs_naive']:g}")
-    ratio_row(f"p50 at c=1 − best raw forward p50 at batch 1 ({_f(s['raw_batch1_p50_ms'])} ms), in ms", "p50_overhead_ms", f"≤ {TARGETS['p50_overhead_ms']:g}", 1)
+    ratio_row(f"p50 at c=1 − best raw forward p50 at batch 1 ({_f(s['raw_batch1_p50_ms'])} ms), in ms",
+              "p50_overhead_ms", f"≤ {TARGETS['p50_overhead_ms']:g}", 1)
     ratio_row(f"p50 at c=1 − best engine one-at-a-time p50 ({_f(s['engine_single_p50_ms'])} ms), in ms: "
               "transport + queue only", "p50_overhead_vs_engine_ms", "–", 1)
     return "\n".join(lines)
@@ -140,7 +143,8 @@ def plot(results: dict, path: Path) -> None:
         raws.append(("raw forward b=1, best re-measure", max(r["items_per_s"] for r in results["raw_rounds"])))
     single = max([e["single"], *results.get("engine_rounds", [])], key=lambda r: r["items_per_s"])
     labels = [n for n, _ in raws] + ["engine in-proc, all", "engine in-proc, 1 by 1"] + names
-    values = [v for _, v in raws] + [e["batched"]["items_per_s"], single["items_per_s"]] + [r["items_per_s"] for r in lat]
+    values = ([v for _, v in raws] + [e["batched"]["items_per_s"], single["items_per_s"]]
+              + [r["items_per_s"] for r in lat])
     colors = ["#777777"] * len(raws) + ["#aaaaaa"] * 2 + [palette[(r["server"], r["transport"])] for r in lat]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.5))
     y = range(len(labels))

@@ -328,7 +328,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=None, help="items per setting and round (default 32; 16 with --quick)")
     ap.add_argument("--concurrency", type=ints, default=None, help="comma list (default 1,8,32; 1,8 with --quick)")
-    ap.add_argument("--batch-sizes", type=ints, default=None, help="raw forward batch sizes (default 1,8,32; 1,8 with --quick)")
+    ap.add_argument("--batch-sizes", type=ints, default=None,
+                    help="raw forward batch sizes (default 1,8,32; 1,8 with --quick)")
     ap.add_argument("--repeats", type=int, default=1, help="passes over the items for the raw forward")
     ap.add_argument("--runtime", default="auto", choices=RUNTIMES,
                     help="one runtime for every setting (default: auto, what the service picks)")
@@ -336,7 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--name", default=None, help="results file name (default cpu-<runtime>, + -quick)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--rounds", type=int, default=None,
-                    help="passes over all server settings; each setting reports its best pass (default 3; 1 with --quick)")
+                    help="passes over all server settings; each setting reports its best pass "
+                         "(default 3; 1 with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: few items, one round")
     args = ap.parse_args(argv)
     args.items = args.items or (16 if args.quick else 32)
