@@ -165,7 +165,7 @@ def plot(results: dict, path: Path) -> None:
     ax2.set_ylabel("request latency, ms (log; p50 coloured, p99 grey)")
     fig.suptitle(f"fgrm on {results['machine']['cores']} shared CPU cores, runtime {results['runtime']}, "
                  f"{results['items']} QA-Feedback dev items per setting, best of "
-                 f"{max([r.get('round', 1) for r in results['servers']], default=1)} rounds ({results['date']})",
+                 f"{len({r.get('round', 1) for r in results.get('server_rounds', results['servers'])})} rounds ({results['date']})",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
