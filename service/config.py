@@ -53,9 +53,12 @@ class Settings:
     """BentoML worker processes. Each has its own engine and batches; one worker makes the
     largest batches and, on CPU, intra-op threads already use every core (env FGRM_WORKERS)."""
 
-    max_batch_tokens: int = 8192
-    """Token budget of one forward pass, counted with padding (batch rows x longest row)
-    (env FGRM_MAX_BATCH_TOKENS)."""
+    max_batch_tokens: int = 0
+    """Token budget of one forward pass, counted with padding (batch rows x longest row).
+    0 = by device (`batch_token_budget`): 8192 when the backend runs on a GPU, 512 on a CPU,
+    where a batch of N costs more than N single passes: on 2 cores the service at concurrency
+    32 reached 0.82x the raw batch-1 throughput with 8192 and 0.95-1.00x with 512
+    (BENCHMARKS.md) (env FGRM_MAX_BATCH_TOKENS)."""
 
     max_batch_rows: int = 64
     """Most sequences in one forward pass (env FGRM_MAX_BATCH_ROWS)."""
@@ -125,7 +128,9 @@ class Settings:
 
         if self.runtime not in RUNTIMES:
             raise ValueError(f"FGRM_RUNTIME must be one of {RUNTIMES}, got {self.runtime!r}")
-        for name in ("max_batch_tokens", "max_batch_rows", "max_queue_items", "max_items_per_request",
+        if self.max_batch_tokens < 0:
+            raise ValueError(f"FGRM_MAX_BATCH_TOKENS must be >= 0 (0 = by device), got {self.max_batch_tokens}")
+        for name in ("max_batch_rows", "max_queue_items", "max_items_per_request",
                      "max_response_chars", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FGRM_{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -147,3 +152,14 @@ def _parse(name: str, f: dataclasses.Field, raw: str):
         return raw
     except ValueError:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+
+
+GPU_BATCH_TOKENS = 8192
+CPU_BATCH_TOKENS = 512
+
+
+def batch_token_budget(settings: Settings, provider: str) -> int:
+    """The token budget of one forward pass for a backend reporting `provider`."""
+    if settings.max_batch_tokens:
+        return settings.max_batch_tokens
+    return GPU_BATCH_TOKENS if "cuda" in provider.lower() else CPU_BATCH_TOKENS

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from service.batching import Batcher, RunForward, plan
-from service.config import Settings
+from service.config import Settings, batch_token_budget
 from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixResult, TypeResult
 from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError
 from service.mixing import Profiles, check_offsets, mix, token_rewards
@@ -171,13 +171,16 @@ class ScoringEngine:
         for k, scorer in enumerate(self.scorers):
             index = [(i, j) for i, p in enumerate(prepared) if p.parts for j in range(len(p.parts[k].rows))]
             rows = [prepared[i].parts[k].rows[j] for i, j in index]
-            batches = plan([len(r) for r in rows], self.settings.max_batch_tokens, self.settings.max_batch_rows,
+            batches = plan([len(r) for r in rows], self._budget(scorer), self.settings.max_batch_rows,
                            not getattr(scorer.backend, "batch_invariant", True))
             for batch in batches:
                 for b, out in zip(batch, self._runs[k]([rows[b] for b in batch])):
                     i, j = index[b]
                     outputs[i][k][j] = out
         return [self._finish(p, outs, eff) for p, outs in zip(prepared, outputs)]
+
+    def _budget(self, scorer) -> int:
+        return batch_token_budget(self.settings, str(getattr(scorer.backend, "provider", "")))
 
     def score_sync(self, items: Sequence[Item], weights: Mapping[str, object] | None = None,
                    profile: str | None = None) -> list[ItemResult]:
@@ -190,7 +193,7 @@ class ScoringEngine:
             s = self.settings
             self._loop = loop
             self._batchers = [
-                Batcher(run, max_tokens=s.max_batch_tokens, max_rows=s.max_batch_rows, wait_ms=s.batch_wait_ms,
+                Batcher(run, max_tokens=self._budget(sc), max_rows=s.max_batch_rows, wait_ms=s.batch_wait_ms,
                         one_per_batch=not getattr(sc.backend, "batch_invariant", True), executor=self._executor,
                         metrics=self.metrics, on_failure=self._backend_failure)
                 for sc, run in zip(self.scorers, self._runs)]

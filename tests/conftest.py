@@ -36,6 +36,10 @@ def start_service(workdir: Path, **settings: str):
 
 @pytest.fixture(scope="session")
 def fgrm_service(tmp_path_factory):
-    """The real service on the shipped models, shared by every test of the session."""
-    with start_service(tmp_path_factory.mktemp("fgrm-service")) as handle:
+    """The real service on the shipped models, shared by every test of the session.
+
+    Its token budget is the GPU one (8192) on purpose: these tests exercise cross-request
+    batching (shared passes, batch invariance), which the CPU default of 512 tokens mostly
+    turns off for ~470-token QA-Feedback inputs."""
+    with start_service(tmp_path_factory.mktemp("fgrm-service"), max_batch_tokens="8192") as handle:
         yield handle

@@ -58,6 +58,8 @@ def make_engine(types_file, *, registry=None, wrap=None, **settings):
     from service.metrics import EngineMetrics
     from service.scorers import build_scorers
 
+    # these tests are about batching mechanics: fix the budget rather than take the CPU default
+    settings.setdefault("max_batch_tokens", 8192)
     s = Settings(feedback_types=types_file, runtime="torch", **settings)
     scorers = build_scorers(load_feedback_types(types_file), "torch")
     if wrap is not None:

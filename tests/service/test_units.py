@@ -123,3 +123,17 @@ def test_split_many_equals_split_per_granularity():
     grans = ["sub-sentence", "sentence", "response"]
     for text in texts:
         assert split_many(text, grans) == {g: split(text, g) for g in grans}
+
+
+def test_token_budget_defaults_by_device_and_an_explicit_one_wins():
+    from service.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, batch_token_budget
+
+    auto = Settings()
+    assert auto.max_batch_tokens == 0
+    assert batch_token_budget(auto, "CPUExecutionProvider") == CPU_BATCH_TOKENS == 512
+    assert batch_token_budget(auto, "cpu:float32") == CPU_BATCH_TOKENS
+    assert batch_token_budget(auto, "CUDAExecutionProvider") == GPU_BATCH_TOKENS == 8192
+    assert batch_token_budget(auto, "cuda:0:float32") == GPU_BATCH_TOKENS
+    assert batch_token_budget(Settings(max_batch_tokens=300), "CUDAExecutionProvider") == 300
+    with pytest.raises(ValueError, match="FGRM_MAX_BATCH_TOKENS must be >= 0"):
+        Settings(max_batch_tokens=-1).check()
