@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export BENTOML_DO_NOT_TRACK := True
 export BENTOML_HOME ?= $(HOME)/.cache/fgrm-bentoml
 
-.PHONY: install serve test bench lint clean
+.PHONY: install serve test bench ppo-demo lint clean
 
 $(STAMP): requirements.lock pyproject.toml clients/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,14 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# "Does it learn?" (clients/README.md): needs `make serve` running. SFT once (5 min), then one
+# fine-grained PPO run with relevance weighted up (<= 9 min); curves in runs/ppo-demo/curves.png.
+PPO_WEIGHTS ?= relevance=2,factuality=1,completeness=1
+ppo-demo: install
+	test -f runs/sft/config.json || $(PY) clients/ppo/sft.py --out runs/sft --time-limit $(or $(SFT_SECONDS),300)
+	$(PY) clients/ppo/train_ppo.py --policy runs/sft --out runs/ppo-demo --url http://127.0.0.1:$(HTTP_PORT) \
+	    --weights $(PPO_WEIGHTS) --policy-lr 1e-4 --time-limit $(or $(PPO_SECONDS),540) $(PPO_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache
