@@ -18,15 +18,16 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+# Named as in docs/training/run1_sweep_logs.tgz, which ran with `--corrected 1` as the default.
 VARIANTS: dict[str, list[str]] = {
-    "joint": [],
+    "joint": ["--corrected", "1"],
     "joint-nocorr": ["--corrected", "0"],
-    "joint-lr1e-4": ["--lr", "1e-4"],
-    "joint-factw2": ["--factuality-pos-weight", "2.0"],
-    "sep-relevance": ["--heads", "relevance", "--no-passages"],
-    "sep-relevance-psg": ["--heads", "relevance"],
-    "sep-factuality": ["--heads", "factuality"],
-    "sep-completeness": ["--heads", "completeness"],
+    "joint-lr1e-4": ["--lr", "1e-4", "--corrected", "1"],
+    "joint-factw2": ["--factuality-pos-weight", "2.0", "--corrected", "1"],
+    "sep-relevance": ["--heads", "relevance", "--no-passages", "--corrected", "1"],
+    "sep-relevance-psg": ["--heads", "relevance", "--corrected", "1"],
+    "sep-factuality": ["--heads", "factuality", "--corrected", "1"],
+    "sep-completeness": ["--heads", "completeness", "--corrected", "1"],
 }
 
 

@@ -13,7 +13,7 @@ ship() {  # $1 = checkpoint dir: tar it into <16 MiB parts
   rm -f "$OUT"/ckpt.tar.part-*; tar -C "$(dirname "$1")" -cf - "$(basename "$1")" | split -b 16000000 - "$OUT/ckpt.tar.part-"; ls -la "$OUT"
 }
 echo "== default recipe"; date
-timeout "${DEFAULT_BUDGET_S:-170}" python3 -m models.train --epochs "${DEFAULT_EPOCHS:-6}" --out /tmp/default/fgrm-qa-minilm --log /tmp/default/log.jsonl $COMMON 2>&1 | grep -v "it/s" | tail -12
+timeout "${DEFAULT_BUDGET_S:-170}" python3 -m models.train --epochs "${DEFAULT_EPOCHS:-6}" --corrected 1 --out /tmp/default/fgrm-qa-minilm --log /tmp/default/log.jsonl $COMMON 2>&1 | grep -v "it/s" | tail -12
 ship /tmp/default/fgrm-qa-minilm; cp /tmp/default/log.jsonl "$OUT/default_log.jsonl"
 echo "== sweep"; date
 timeout "$SWEEP_BUDGET_S" python3 -m models.sweep --work /tmp/sweep --out /tmp/best/fgrm-qa-minilm --epochs "$SWEEP_EPOCHS" \
