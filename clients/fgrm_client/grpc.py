@@ -26,6 +26,7 @@ import grpc
 from grpc import aio
 
 from . import _proto
+from ._ready import apoll_ready, poll_ready
 from ._retry import RetryPolicy
 from .errors import (
     FgrmError,
@@ -318,21 +319,13 @@ class GrpcClient(_Base):
 
     def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
         """Block until the standard gRPC health check says SERVING; :class:`Timeout` otherwise."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout(f"service not ready after {timeout:.1f}s (last: {last})",
-                              endpoint=f"{self.target}{_HEALTH_CHECK}")
+        def probe(seconds: float) -> str | None:
             try:
-                if _health_serving(self._health(None, timeout=min(2.0, remaining))):
-                    return
-                last = "NOT_SERVING"
+                return None if _health_serving(self._health(None, timeout=seconds)) else "NOT_SERVING"
             except grpc.RpcError as err:
-                last = err.code().name
-            time.sleep(min(poll_interval, max(deadline - time.monotonic(), 0)))
+                return err.code().name
 
+        poll_ready(probe, timeout, poll_interval, f"{self.target}{_HEALTH_CHECK}")
 
 class AsyncGrpcClient(_Base):
     """Asynchronous (grpc.aio) client with the same methods as :class:`GrpcClient`.
@@ -406,21 +399,13 @@ class AsyncGrpcClient(_Base):
 
     async def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
         """See :meth:`GrpcClient.wait_until_ready`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        last = "no answer yet"
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise Timeout(f"service not ready after {timeout:.1f}s (last: {last})",
-                              endpoint=f"{self.target}{_HEALTH_CHECK}")
+        async def probe(seconds: float) -> str | None:
             try:
-                if _health_serving(await self._health(None, timeout=min(2.0, remaining))):
-                    return
-                last = "NOT_SERVING"
+                return None if _health_serving(await self._health(None, timeout=seconds)) else "NOT_SERVING"
             except grpc.RpcError as err:
-                last = err.code().name
-            await asyncio.sleep(min(poll_interval, max(deadline - loop.time(), 0)))
+                return err.code().name
+
+        await apoll_ready(probe, timeout, poll_interval, f"{self.target}{_HEALTH_CHECK}")
 
 
 __all__ = ["AsyncGrpcClient", "GrpcClient", "error_from_rpc", "make_target"]

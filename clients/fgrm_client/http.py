@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import httpx
 
+from ._ready import apoll_ready, poll_ready
 from ._retry import RetryPolicy
 from .errors import (
     FgrmError,
@@ -312,23 +313,14 @@ class HttpClient(_Base):
 
     def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
         """Block until the service reports ready; raise :class:`Timeout` after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout(
-                    f"service not ready after {timeout:.1f}s (last: {last})",
-                    endpoint=self.base_url + READY_PATH,
-                )
+        def probe(seconds: float) -> str | None:
             try:
-                r = self._http.get(READY_PATH, timeout=min(2.0, max(remaining, 0.01)))
-                if r.is_success:
-                    return
-                last = f"HTTP {r.status_code}"
+                r = self._http.get(READY_PATH, timeout=max(seconds, 0.01))
             except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(min(poll_interval, max(deadline - time.monotonic(), 0)))
+                return type(exc).__name__
+            return None if r.is_success else f"HTTP {r.status_code}"
+
+        poll_ready(probe, timeout, poll_interval, self.base_url + READY_PATH)
 
 
 class AsyncHttpClient(_Base):
@@ -397,21 +389,12 @@ class AsyncHttpClient(_Base):
 
     async def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
         """See :meth:`HttpClient.wait_until_ready`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        last = "no answer yet"
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise Timeout(
-                    f"service not ready after {timeout:.1f}s (last: {last})",
-                    endpoint=self.base_url + READY_PATH,
-                )
+        async def probe(seconds: float) -> str | None:
             try:
-                r = await self._http.get(READY_PATH, timeout=min(2.0, max(remaining, 0.01)))
-                if r.is_success:
-                    return
-                last = f"HTTP {r.status_code}"
+                r = await self._http.get(READY_PATH, timeout=max(seconds, 0.01))
             except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            await asyncio.sleep(min(poll_interval, max(deadline - loop.time(), 0)))
+                return type(exc).__name__
+            return None if r.is_success else f"HTTP {r.status_code}"
+
+        await apoll_ready(probe, timeout, poll_interval, self.base_url + READY_PATH)
+

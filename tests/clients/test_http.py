@@ -200,6 +200,20 @@ def test_wait_until_ready_polls_then_times_out():
         c.wait_until_ready(timeout=0.05, poll_interval=0.01)
 
 
+def test_async_wait_until_ready_polls_then_times_out_naming_the_last_answer():
+    async def run():
+        states = iter([503, 200])
+        async with AsyncHttpClient("http://fgrm.test", retry=FAST,
+                                   transport=httpx.MockTransport(lambda r: httpx.Response(next(states)))) as c:
+            await c.wait_until_ready(timeout=5, poll_interval=0.001)
+        async with AsyncHttpClient("http://fgrm.test", retry=FAST,
+                                   transport=httpx.MockTransport(lambda r: httpx.Response(503))) as c:
+            with pytest.raises(Timeout, match=r"not ready after 0\.1s \(last: HTTP 503\)"):
+                await c.wait_until_ready(timeout=0.05, poll_interval=0.01)
+
+    asyncio.run(run())
+
+
 def test_feedback_types_and_mix():
     def handler(request):
         if request.url.path == "/v1/feedback-types":
