@@ -25,6 +25,7 @@ import numpy as np
 from models.data import IGNORE, label_response, error_spans, preference_pairs
 from models.encoding import Encoder, pad_batch
 from models.errors import InputTooLong
+from models.outputs import error_probability, is_error
 
 ForwardFn = Callable[[np.ndarray, np.ndarray], dict]
 
@@ -49,9 +50,7 @@ def score_responses(forward: ForwardFn, encoder: Encoder, items: list[tuple[str,
         logits, scores = res["segment_logits"], res["sequence_scores"]
         for row, i in enumerate(idx):
             pos = encoded[i].marker_positions
-            lg = logits[row, pos]  # (n_seg, H, 2)
-            lg = lg - lg.max(-1, keepdims=True)
-            p = np.exp(lg)[..., 1] / np.exp(lg).sum(-1)
+            p = error_probability(logits[row, pos])  # (n_seg, H)
             out[i] = ({h: p[:, k] for k, h in enumerate(segment_heads)},
                       {h: float(scores[row, k]) for k, h in enumerate(sequence_heads)})
     return out
@@ -98,7 +97,7 @@ def evaluate(records: list[dict], forward: ForwardFn, encoder: Encoder, meta: di
             for lab, p in zip(getattr(e, attr), o[0][head]):
                 if lab != IGNORE:
                     gold.append(lab)
-                    pred.append(int(p > 0.5))
+                    pred.append(int(is_error(p)))
         result[name] = _binary(pred, gold)
     if "completeness" in seq_heads:
         scores = score_responses(forward, encoder, pref_items, seg_heads, seq_heads, batch_size)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from models.outputs import error_probability, is_error, softmax_last
 from service.domain import Item, SegmentResult, TypeResult
 from service.errors import InvalidInput
 
@@ -36,13 +37,6 @@ class Prepared:
 
     rows: list[list[int]]
     state: Any = None
-
-
-def softmax_last(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    x = x - x.max(-1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(-1, keepdims=True)
 
 
 def _version(path: Path, files: Sequence[str]) -> str:
@@ -108,7 +102,7 @@ class FgrmScorer:
         markers = segs[self.marker_granularity]
         positions = np.asarray(prep.state, dtype=np.int64)
         # P(error) per marker and head: (n_markers, n_heads)
-        p_error = softmax_last(out["segment_logits"][positions])[..., 1] if len(positions) else None
+        p_error = error_probability(out["segment_logits"][positions]) if len(positions) else None
         start_to_marker = {seg.start: k for k, seg in enumerate(markers)}
         results: dict[str, TypeResult] = {}
         for t, head, norm in self._plans:
@@ -121,7 +115,7 @@ class FgrmScorer:
             else:
                 for seg in segs[t.granularity]:
                     p = float(p_error[start_to_marker[seg.start], head])
-                    reward = t.reward_error if p > 0.5 else t.reward_ok
+                    reward = t.reward_error if is_error(p) else t.reward_ok
                     res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, p_error=p))
             results[t.name] = res
         return results
