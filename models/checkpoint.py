@@ -14,6 +14,12 @@ from pathlib import Path
 
 META_FILE = "fgrm.json"
 HEADS_FILE = "heads.safetensors"
+# A checkpoint's `network` (fgrm.json): "reward" = a fine-tuned encoder with marker heads
+# (models.network.RewardNetwork, weights in the directory); "embedding" = a frozen sentence
+# encoder (models.network.EmbeddingNetwork) whose signals feed the small heads stored in
+# fgrm.json (models.signal_model). An embedding checkpoint names its encoder instead of copying
+# it: "package:NAME" is a Python package that ships the weights (verified by `encoder_sha256`).
+NETWORKS = ("reward", "embedding")
 
 
 @dataclass
@@ -32,10 +38,56 @@ def read_meta(path: str | Path) -> dict:
     return json.loads(meta_file.read_text())
 
 
+def network_kind(meta: dict) -> str:
+    kind = meta.get("network", "reward")
+    if kind not in NETWORKS:
+        raise ValueError(f"unknown network {kind!r} in {META_FILE}; expected one of {NETWORKS}")
+    return kind
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_verified: dict[str, str] = {}
+
+
+def encoder_dir(path: str | Path, meta: dict | None = None) -> Path:
+    """Where the encoder weights of checkpoint `path` are: the directory itself, or the package
+    its fgrm.json names (checked against the pinned sha256 of its model.safetensors)."""
+    path = Path(path)
+    meta = read_meta(path) if meta is None else meta
+    ref = meta.get("encoder")
+    if not ref:
+        return path
+    if not ref.startswith("package:"):
+        target = (path / ref).resolve()
+    else:
+        import importlib
+
+        module = importlib.import_module(ref.split(":", 1)[1])
+        target = Path(module.get_model_path())
+    want = meta.get("encoder_sha256")
+    weights = target / "model.safetensors"
+    if want and _verified.get(str(weights)) != want:
+        got = _sha256(weights)
+        if got != want:
+            raise ValueError(f"encoder {ref} at {target}: model.safetensors has sha256 {got[:12]}…, "
+                             f"the checkpoint was trained on {want[:12]}…")
+        _verified[str(weights)] = want
+    return target
+
+
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(encoder_dir(path)))
 
 
 def load_network(path: str | Path, dtype=None):
@@ -48,6 +100,11 @@ def load_network(path: str | Path, dtype=None):
 
     path = Path(path)
     meta = read_meta(path)
+    if network_kind(meta) == "embedding":
+        from models.network import EmbeddingNetwork
+
+        net = EmbeddingNetwork(AutoModel.from_pretrained(str(encoder_dir(path, meta)), dtype=torch.float32)).eval()
+        return net.to(dtype) if dtype is not None else net
     try:  # BERT-like encoders: no pooler (never used; the saved checkpoint has none)
         encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32, add_pooling_layer=False)
     except TypeError:  # encoders without a pooler option (DistilBERT, ...)
@@ -87,6 +144,10 @@ def load(path: str | Path, runtime: str = "auto", use_passages: bool | None = No
     path = Path(path)
     meta = read_meta(path)
     tok = load_tokenizer(path)
+    if network_kind(meta) == "embedding":
+        from models.signal_model import SignalModel
+
+        return LoadedCheckpoint(path, meta, SignalModel(tok, meta), runtimes.create(path, runtime))
     enc = Encoder(tok, int(meta["max_length"]),
                   meta.get("use_passages", True) if use_passages is None else use_passages,
                   meta.get("marker_token", "[SEG]"))

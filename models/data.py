@@ -13,7 +13,8 @@ from pathlib import Path
 
 from models.segment import Segment, sentences, subsentences
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "qa_feedback"
+# The QA-Feedback files ship inside the repository (data/qa_feedback/README.md: provenance, licence)
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "qa_feedback"
 RELEVANCE_ERRORS = ("Irrelevant", "Redundant", "Incoherent")
 FACTUALITY_ERRORS = ("Wrong-Grounding", "Unverifiable")
 PAIRS = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))  # order of the `preference` list

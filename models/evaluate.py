@@ -7,11 +7,16 @@ Definitions (also in the README):
   (annotators did not mark factual errors inside irrelevant text); label "error" when it
   overlaps a Wrong-Grounding/Unverifiable span. factuality_all.*: the same over all sentences.
 - accuracy = correct / n; error_f1 = F1 of the "error" class; majority_accuracy = share of the
-  larger class in this data; all_error_f1 = error-F1 of predicting "error" everywhere.
+  larger class in this data; all_error_f1 = error-F1 of predicting "error" everywhere;
+  auc = ROC-AUC of P(error); ece = expected calibration error of P(error) (10 equal bins).
+  The error decision is the one the service makes: P(error) > the head's stored threshold
+  (signal checkpoints), or > 0.5 (fine-tuned reward networks).
 - completeness.pairwise_accuracy: over all non-tie human preference pairs among the four
   predictions, the share where the preferred one scores higher (a score tie counts as wrong);
   prefer_earlier_accuracy = share of pairs where the earlier prediction is preferred.
 Empty sets give n = 0 and null metrics, never a division by zero.
+
+`fgrm eval --cv K` runs the K-fold cross-validation by question instead (models.crossval).
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ import numpy as np
 from models.data import IGNORE, label_response, error_spans, preference_pairs
 from models.encoding import Encoder, pad_batch
 from models.errors import InputTooLong
-from models.outputs import error_probability, is_error
+from models.heads import ece, roc_auc
+from models.outputs import ERROR_THRESHOLD, error_probability
 
 ForwardFn = Callable[[np.ndarray, np.ndarray], dict]
 
@@ -56,11 +62,31 @@ def score_responses(forward: ForwardFn, encoder: Encoder, items: list[tuple[str,
     return out
 
 
-def _binary(pred: list[int], gold: list[int]) -> dict:
+def signal_scores(model, forward: ForwardFn, items: list[tuple[str, list[str], str, list]]):
+    """`score_responses` for a signal checkpoint (models.signal_model.SignalModel): factuality
+    P(error) is placed at the sub-sentences that start a sentence, as the reward network gives it."""
+    from models.segment import sentences
+
+    plans, starts = [], []
+    for q, ps, resp, subs in items:
+        sents = sentences(resp)
+        plans.append(model.plan(q, ps, resp, subs, sents))
+        starts.append(([s.start for s in subs], [s.start for s in sents]))
+    out = []
+    for res, (sub_starts, sent_starts) in zip(model.run(forward, plans), starts):
+        fact = np.full(len(sub_starts), np.nan)
+        at = {st: k for k, st in enumerate(sub_starts)}
+        for st, p in zip(sent_starts, res.factuality):
+            fact[at[st]] = p
+        out.append(({"relevance": res.relevance, "factuality": fact}, {"completeness": res.completeness}))
+    return out
+
+
+def _binary(pred: list[int], gold: list[int], probs: list[float] | None = None) -> dict:
     n = len(gold)
     if n == 0:
         return {"n": 0, "accuracy": None, "error_f1": None, "majority_accuracy": None, "all_error_f1": None,
-                "error_rate": None}
+                "error_rate": None, "auc": None, "ece": None}
     pred_a, gold_a = np.array(pred), np.array(gold)
     tp = int(((pred_a == 1) & (gold_a == 1)).sum())
     fp = int(((pred_a == 1) & (gold_a == 0)).sum())
@@ -69,11 +95,22 @@ def _binary(pred: list[int], gold: list[int]) -> dict:
     f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
     return {"n": n, "accuracy": float((pred_a == gold_a).mean()), "error_f1": f1,
             "majority_accuracy": max(pos, n - pos) / n, "all_error_f1": 2 * pos / (pos + n) if pos else 0.0,
-            "error_rate": pos / n}
+            "error_rate": pos / n, "auc": roc_auc(probs, gold) if probs is not None else None,
+            "ece": ece(probs, gold) if probs is not None else None}
 
 
-def evaluate(records: list[dict], forward: ForwardFn, encoder: Encoder, meta: dict, batch_size: int = 16) -> dict:
+def evaluate(records: list[dict], forward: ForwardFn, encoder, meta: dict, batch_size: int = 16) -> dict:
+    """Metrics of a loaded checkpoint (`encoder`: its models.encoding.Encoder, or its
+    models.signal_model.SignalModel) on QA-Feedback-format `records`."""
+    from models.signal_model import SignalModel
+
     seg_heads, seq_heads = meta["segment_heads"], meta["sequence_heads"]
+    if isinstance(encoder, SignalModel):
+        run = lambda its: signal_scores(encoder, forward, its)  # noqa: E731
+        thresholds = encoder.thresholds()
+    else:
+        run = lambda its: score_responses(forward, encoder, its, seg_heads, seq_heads, batch_size)  # noqa: E731
+        thresholds = {h: ERROR_THRESHOLD for h in seg_heads}
     examples = [label_response(r, r["prediction 1"], error_spans(r)) for r in records]
     items = [(e.question, e.passages, e.response, e.subsentences) for e in examples]
     # all four predictions, for preferences (prediction 1's segments come from the labelled example)
@@ -83,24 +120,25 @@ def evaluate(records: list[dict], forward: ForwardFn, encoder: Encoder, meta: di
             resp = r.get(f"prediction {k}") or ""
             pref_index[(ri, k)] = len(pref_items)
             pref_items.append((r["question"], items[ri][1], resp, label_response(r, resp, None).subsentences))
-    seg_out = score_responses(forward, encoder, items, seg_heads, seq_heads, batch_size)
+    seg_out = run(items)
     result: dict = {}
     skipped = sum(1 for o in seg_out if o is None)
     for head, attr, name in (("relevance", "relevance", "relevance"), ("factuality", "factuality", "factuality"),
                              ("factuality", "factuality_all", "factuality_all")):
         if head not in seg_heads:
             continue
-        pred, gold = [], []
+        pred, gold, probs = [], [], []
         for e, o in zip(examples, seg_out):
             if o is None:
                 continue
             for lab, p in zip(getattr(e, attr), o[0][head]):
                 if lab != IGNORE:
                     gold.append(lab)
-                    pred.append(int(is_error(p)))
-        result[name] = _binary(pred, gold)
+                    probs.append(float(p))
+                    pred.append(int(p > thresholds[head]))
+        result[name] = _binary(pred, gold, probs)
     if "completeness" in seq_heads:
-        scores = score_responses(forward, encoder, pref_items, seg_heads, seq_heads, batch_size)
+        scores = run(pref_items)
         correct = earlier = n = 0
         for ri, r in enumerate(records):
             for a, b in preference_pairs(r):
@@ -117,19 +155,58 @@ def evaluate(records: list[dict], forward: ForwardFn, encoder: Encoder, meta: di
     return result
 
 
+def cv_main(args) -> int:
+    """`fgrm eval --cv K`: cross-validate recipes on --data (models.crossval)."""
+    from pathlib import Path
+
+    from models.crossval import cross_validate, markdown, verdicts
+    from models.data import load_records
+    from models.recipe import RECIPES
+    from models.train import build, embedding_cache_path
+
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        print(f"fgrm eval: unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}", file=sys.stderr)
+        return 2
+    records = load_records(args.data)
+    tables = build(records, embedding_cache_path(args.embedding_cache), args.threads)
+    results = []
+    for name in names:
+        res = cross_validate(tables, RECIPES[name], args.cv)
+        res["beats_baselines"] = verdicts(res["summary"])
+        results.append(res)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results) + "\n")
+    out = results[0] if len(results) == 1 else {"recipes": results}
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from models import checkpoint as ckpt
     from models.config import REPO_ROOT
-    from models.data import load_records, split_records
+    from models.data import DATA_DIR, load_records, split_records
 
     ap = argparse.ArgumentParser(prog="fgrm eval", description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True, help="QA-Feedback feedback-format JSON file")
-    ap.add_argument("--checkpoint", default=str(REPO_ROOT / "artifacts" / "fgrm-qa-minilm"))
+    ap.add_argument("--data", default=str(DATA_DIR / "dev_feedback.json"), help="QA-Feedback feedback-format JSON file")
+    ap.add_argument("--checkpoint", default=str(REPO_ROOT / "artifacts" / "fgrm-qa-signals"))
     ap.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
     ap.add_argument("--split", default="all", choices=["all", "train", "dev"],
                     help="evaluate on the fixed dev split (or train split) of --data instead of all of it")
     ap.add_argument("--json", action="store_true", help="print one JSON object (default: also JSON, indented)")
+    ap.add_argument("--cv", type=int, default=0, metavar="K",
+                    help="K-fold cross-validation by question of --recipes on --data (5 is the protocol), "
+                         "each fold fitted from scratch; --checkpoint is not used")
+    ap.add_argument("--recipes", default="signals-lr", help="--cv: comma-separated recipes of models.recipe")
+    ap.add_argument("--markdown", default=None, help="--cv: also write the CV table here")
+    ap.add_argument("--threads", type=int, default=0, help="--cv: torch threads for the embedding")
+    ap.add_argument("--embedding-cache", default=None, help="--cv: embeddings cache (see fgrm train --help)")
     args = ap.parse_args(argv)
+    if args.cv:
+        if args.cv < 2:
+            ap.error("--cv needs at least 2 folds")
+        return cv_main(args)
     records = load_records(args.data)
     if args.split != "all":
         train, dev = split_records(records)

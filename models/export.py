@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.runtime.onnx_backend import INPUT_NAMES, OUTPUT_NAMES, exported_path
+from models.runtime.onnx_backend import INPUT_NAMES, exported_path, output_names
 
 log = logging.getLogger(__name__)
 OPSET = 17  # first opset with LayerNormalization as one op
@@ -60,16 +60,19 @@ def export_fp32(checkpoint: str | Path, out: Path) -> None:
 
     import torch
 
-    from models.checkpoint import load_network
+    from models.checkpoint import load_network, read_meta
 
     net = load_network(checkpoint)  # eval mode, fp32 (the encoder is stored in fp16)
+    outputs = output_names(read_meta(checkpoint))
     # Example batch with a padded row, so the traced graph carries the attention-mask path.
     ids = torch.full((2, 16), 100, dtype=torch.long)
     mask = torch.ones_like(ids)
     mask[1, 8:] = 0
     dynamic = {"batch": 0, "seq": 1}
-    axes = {name: {i: d for d, i in dynamic.items()} for name in (*INPUT_NAMES, OUTPUT_NAMES[0])}
-    axes[OUTPUT_NAMES[1]] = {0: "batch"}
+    axes = {name: {i: d for d, i in dynamic.items()} for name in INPUT_NAMES}
+    if len(outputs) == 2:  # reward network: per-token segment logits, per-sequence scores
+        axes[outputs[0]] = {0: "batch", 1: "seq"}
+    axes[outputs[-1]] = {0: "batch"}
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -78,7 +81,7 @@ def export_fp32(checkpoint: str | Path, out: Path) -> None:
             # run other shapes than the example's).
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (ids, mask), str(tmp), dynamo=False, opset_version=OPSET,
-                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                              input_names=list(INPUT_NAMES), output_names=list(outputs),
                               dynamic_axes=axes, do_constant_folding=True)
 
     _write_atomically(out, write)

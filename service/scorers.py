@@ -7,6 +7,12 @@ A scorer owns one backend (one forward pass per row) and the feedback types read
   classifiers read P(error) at markers: sub-sentence types at every marker, sentence types at
   the markers that start a sentence (sub-sentences refine sentences, so every sentence start
   is a marker). Preference scorers read the sequence score of the same row.
+- `SignalScorer`: an embedding checkpoint (models.signal_model, the shipped default). Many
+  short rows per item: one per distinct text among the question, the passage sentences, the
+  sub-sentences, the sentences and the whole response; the checkpoint's small heads turn the
+  signals of those embeddings into P(error) per sub-sentence (relevance) and per sentence
+  (factuality), and a Bradley-Terry score (completeness). The error decision uses the
+  threshold stored with each head (chosen on cross-validation), not 0.5.
 - `PrefixDeltaScorer`: any Hugging Face sequence-classification checkpoint. One row per
   segment: the response prefix ending with that segment; reward_i = -(p_bad(prefix_i) -
   p_bad(prefix_{i-1})) x scale with p_bad(empty prefix) = 0, so a response's total is
@@ -121,6 +127,75 @@ class FgrmScorer:
         return results
 
 
+class SignalScorer:
+
+    def __init__(self, types: list, loaded, use_passages: bool = True):
+        """`types`: FeedbackTypes reading one embedding checkpoint; `loaded`: its LoadedCheckpoint
+        (`loaded.encoder` is a models.signal_model.SignalModel)."""
+        self.types = list(types)
+        self.model = loaded.encoder
+        self.backend = loaded.backend
+        self.pad_id = self.model.pad_id
+        self.use_passages = use_passages
+        meta = loaded.meta
+        self.version = meta.get("version") or _version(Path(loaded.path), ("fgrm.json",))
+        head_granularity = meta.get("granularity", {})
+        self._norm: dict[str, tuple[float, float]] = {}
+        for t in self.types:
+            if t.kind == "segment_classifier":
+                if t.head not in meta.get("segment_heads", []):
+                    raise ValueError(f"feedback type {t.name!r}: checkpoint {loaded.path} has no segment head "
+                                     f"{t.head!r} (it has {meta.get('segment_heads')})")
+                if head_granularity.get(t.head) != t.granularity:
+                    raise ValueError(f"feedback type {t.name!r}: head {t.head!r} of {loaded.path} scores "
+                                     f"{head_granularity.get(t.head)} segments, not {t.granularity}")
+            else:
+                if t.head not in meta.get("sequence_heads", []):
+                    raise ValueError(f"feedback type {t.name!r}: checkpoint {loaded.path} has no sequence head "
+                                     f"{t.head!r} (it has {meta.get('sequence_heads')})")
+                stats = meta.get("norm", {}).get(t.head, {})
+                mean = t.norm_mean if t.norm_mean is not None else stats.get("mean")
+                std = t.norm_std if t.norm_std is not None else stats.get("std")
+                if mean is None or std is None or not std > 0:
+                    raise ValueError(f"feedback type {t.name!r}: no normalisation statistics for {t.head!r}")
+                self._norm[t.name] = (float(mean), float(std))
+        self._thresholds = self.model.thresholds()
+
+    def granularities(self) -> set[str]:
+        return {"sub-sentence", "sentence", "response"}
+
+    def prepare(self, item: Item, segs: dict[str, list], index: int) -> Prepared:
+        from models.errors import InputTooLong
+
+        passages = list(item.passages) if self.use_passages else []
+        try:
+            plan = self.model.plan(item.question, passages, item.response, segs["sub-sentence"], segs["sentence"])
+        except InputTooLong as exc:
+            raise InvalidInput(f"items[{index}].response",
+                               f"a sentence needs {exc.needed} tokens; the model's limit is {exc.limit} tokens per "
+                               "sentence (max_length of the checkpoint); split it with punctuation") from None
+        return Prepared(plan.rows, plan)
+
+    def finish(self, item: Item, segs: dict[str, list], prep: Prepared, outputs: list[dict]) -> dict[str, TypeResult]:
+        out = self.model.read(prep.state, np.stack([o["embeddings"] for o in outputs]))
+        results: dict[str, TypeResult] = {}
+        for t in self.types:
+            res = TypeResult(t.granularity)
+            if t.name in self._norm:
+                mean, std = self._norm[t.name]
+                seg = segs["response"][0]
+                res.segments.append(SegmentResult(seg.start, seg.end, seg.text, (out.completeness - mean) / std * t.scale,
+                                                  score=out.completeness))
+            else:
+                p_error = out.relevance if t.head == "relevance" else out.factuality
+                threshold = self._thresholds[t.head]
+                for seg, p in zip(segs[t.granularity], p_error):
+                    reward = t.reward_error if p > threshold else t.reward_ok
+                    res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, p_error=float(p)))
+            results[t.name] = res
+        return results
+
+
 class PrefixDeltaScorer:
 
     def __init__(self, ftype, runtime: str = "auto"):
@@ -179,6 +254,9 @@ def build_scorers(types: list, runtime: str) -> list:
         if path not in loaded_by_path:
             loaded_by_path[path] = ckpt.load(path, runtime, use_passages=use_passages)
         base = loaded_by_path[path]
+        if ckpt.network_kind(base.meta) == "embedding":
+            scorers.append(SignalScorer(members, base, use_passages))
+            continue
         limit = min(max_length or base.encoder.max_length, base.encoder.max_length)
         encoder = Encoder(base.encoder.tokenizer, limit, use_passages, base.meta.get("marker_token", "[SEG]"))
         scorers.append(FgrmScorer(members, type(base)(base.path, base.meta, encoder, base.backend)))

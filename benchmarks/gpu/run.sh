@@ -13,13 +13,13 @@ ship() {  # $1 = checkpoint dir: tar it into <16 MiB parts
   rm -f "$OUT"/ckpt.tar.part-*; tar -C "$(dirname "$1")" -cf - "$(basename "$1")" | split -b 16000000 - "$OUT/ckpt.tar.part-"; ls -la "$OUT"
 }
 echo "== default recipe"; date
-timeout "${DEFAULT_BUDGET_S:-170}" python3 -m models.train --epochs "${DEFAULT_EPOCHS:-6}" --corrected 1 --out /tmp/default/fgrm-qa-minilm --log /tmp/default/log.jsonl $COMMON 2>&1 | grep -v "it/s" | tail -12
+timeout "${DEFAULT_BUDGET_S:-170}" python3 -m models.finetune --epochs "${DEFAULT_EPOCHS:-6}" --corrected 1 --out /tmp/default/fgrm-qa-minilm --log /tmp/default/log.jsonl $COMMON 2>&1 | grep -v "it/s" | tail -12
 ship /tmp/default/fgrm-qa-minilm; cp /tmp/default/log.jsonl "$OUT/default_log.jsonl"
 echo "== sweep"; date
 timeout "$SWEEP_BUDGET_S" python3 -m models.sweep --work /tmp/sweep --out /tmp/best/fgrm-qa-minilm --epochs "$SWEEP_EPOCHS" \
   --parallel "${PARALLEL:-12}" --variants "${VARIANTS:-joint,joint-nocorr,joint-lr1e-4,sep-relevance,sep-factuality,sep-completeness}" \
   --folds "${FOLDS:-1,2,3,4}" --extra "$COMMON" 2>&1 | tail -40
-pkill -f "models.train" ; sleep 1  # runs the timeout cut short must not hold the GPU during the benchmark
+pkill -f "models.finetune" ; sleep 1  # runs the timeout cut short must not hold the GPU during the benchmark
 [ -f /tmp/best/fgrm-qa-minilm/fgrm.json ] && ship /tmp/best/fgrm-qa-minilm
 echo "== forward benchmark"; date
 CK=/tmp/best/fgrm-qa-minilm; [ -f $CK/fgrm.json ] || CK=/tmp/default/fgrm-qa-minilm

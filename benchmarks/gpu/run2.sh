@@ -10,7 +10,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 COMMON="--backbone .gpu/minilm --data .gpu/data/dev_feedback.json --corrected 0 --epochs ${EPOCHS:-15} ${EXTRA:-}"
 declare -A R=([A]="--lr 1e-4" [B]="--lr 5e-5" [C]="--lr 1e-4 --factuality-pos-weight 2.0")
 for k in A B C; do
-  timeout "${BUDGET_S:-230}" python3 -m models.train $COMMON ${R[$k]} --out /tmp/r2/$k/fgrm-qa-minilm --log /tmp/r2/$k.jsonl > /tmp/r2-$k.log 2>&1 &
+  timeout "${BUDGET_S:-230}" python3 -m models.finetune $COMMON ${R[$k]} --out /tmp/r2/$k/fgrm-qa-minilm --log /tmp/r2/$k.jsonl > /tmp/r2-$k.log 2>&1 &
 done
 wait
 best=$(python3 - <<'PY'

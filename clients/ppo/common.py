@@ -10,7 +10,8 @@ import inspect
 import json
 from pathlib import Path
 
-DEFAULT_DATA = "/work/shared/data/qa_feedback"
+# the QA-Feedback files the repository carries (data/qa_feedback/README.md)
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "data" / "qa_feedback")
 
 
 def load_qa(data_dir: str | Path = DEFAULT_DATA) -> tuple[list[dict], list[dict]]:

@@ -29,8 +29,14 @@ log = logging.getLogger(__name__)
 # Bump when the exported graph changes (exporter, opset, input/output names), so caches rebuild.
 EXPORT_FORMAT = 1
 INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAMES = ("segment_logits", "sequence_scores")
-_WEIGHT_FILES = ("model.safetensors", "heads.safetensors")
+OUTPUT_NAMES = ("segment_logits", "sequence_scores")  # a "reward" network
+EMBEDDING_OUTPUTS = ("embeddings",)  # an "embedding" network
+
+
+def output_names(meta: dict) -> tuple[str, ...]:
+    from models.checkpoint import network_kind
+
+    return EMBEDDING_OUTPUTS if network_kind(meta) == "embedding" else OUTPUT_NAMES
 
 
 def cache_dir() -> Path:
@@ -50,13 +56,20 @@ def _weights_hash(files: tuple[tuple[str, int, int], ...]) -> str:
 
 
 def weights_hash(checkpoint: str | Path) -> str:
-    """Short hash of the checkpoint's encoder and head weights (and of the export format)."""
+    """Short hash of what the exported graph is made of: the encoder weights, the head weights of
+    a reward network, and the export format. (An embedding checkpoint's heads live in fgrm.json and
+    run outside the graph, so retraining them needs no new export.)"""
+    from models.checkpoint import encoder_dir, network_kind, read_meta
+
     checkpoint = Path(checkpoint)
+    meta = read_meta(checkpoint)
+    paths = [encoder_dir(checkpoint, meta) / "model.safetensors"]
+    if network_kind(meta) == "reward":
+        paths.append(checkpoint / "heads.safetensors")
     files = []
-    for name in _WEIGHT_FILES:
-        p = checkpoint / name
+    for p in paths:
         if not p.is_file():
-            raise FileNotFoundError(f"{checkpoint} is not an fgrm checkpoint (no {name})")
+            raise FileNotFoundError(f"{checkpoint} is not an fgrm checkpoint (no {p})")
         st = p.stat()
         files.append((str(p.resolve()), st.st_size, st.st_mtime_ns))  # size/mtime: re-hash a rewritten file
     return _weights_hash(tuple(files))
@@ -116,6 +129,7 @@ class OnnxBackend:
         opts.inter_op_num_threads = 1  # one sequential graph; parallelism is inside the MatMuls
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=_providers())
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
         self.provider = self.session.get_providers()[0]
         log.info("%s backend: %s on %s, %d intra-op threads", self.name, self.path, self.provider,
                  opts.intra_op_num_threads)
@@ -123,9 +137,8 @@ class OnnxBackend:
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
         feed = {INPUT_NAMES[0]: np.ascontiguousarray(input_ids, dtype=np.int64),
                 INPUT_NAMES[1]: np.ascontiguousarray(attention_mask, dtype=np.int64)}
-        seg, seq = self.session.run(list(OUTPUT_NAMES), feed)
-        return {"segment_logits": seg.astype(np.float32, copy=False),
-                "sequence_scores": seq.astype(np.float32, copy=False)}
+        outs = self.session.run(list(self.output_names), feed)
+        return {name: out.astype(np.float32, copy=False) for name, out in zip(self.output_names, outs)}
 
     def health(self) -> bool:
         """True when the session runs a two-token input and returns finite outputs."""

@@ -32,7 +32,10 @@ class TorchBackend:
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
         ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64)).to(self.device)
         mask = torch.from_numpy(np.ascontiguousarray(attention_mask, dtype=np.int64)).to(self.device)
-        seg, seq = self.net(ids, mask)
+        out = self.net(ids, mask)
+        if isinstance(out, torch.Tensor):  # an EmbeddingNetwork
+            return {"embeddings": out.float().cpu().numpy()}
+        seg, seq = out
         return {"segment_logits": seg.float().cpu().numpy(), "sequence_scores": seq.float().cpu().numpy()}
 
     def health(self) -> bool:

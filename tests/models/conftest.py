@@ -1,4 +1,5 @@
-"""Fixtures for model-layer tests: the MiniLM tokenizer, a tiny random checkpoint, the shipped one."""
+"""Fixtures for model-layer tests: the MiniLM tokenizer, a tiny random checkpoint, the shipped signal
+checkpoint, and the fine-tuned reward network (no longer the default; the ONNX parity subject)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 
 from models.config import REPO_ROOT
 
-SHIPPED = REPO_ROOT / "artifacts" / "fgrm-qa-minilm"
+SHIPPED = REPO_ROOT / "artifacts" / "fgrm-qa-signals"
+FINETUNED = REPO_ROOT / "artifacts" / "fgrm-qa-minilm"
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +17,7 @@ def minilm_tokenizer():
     from transformers import AutoTokenizer
 
     from models.encoding import MARKER_TOKEN
-    from models.train import default_backbone
+    from models.embedding import default_backbone
 
     tok = AutoTokenizer.from_pretrained(default_backbone())
     tok.add_special_tokens({"additional_special_tokens": [MARKER_TOKEN]})
@@ -44,3 +46,10 @@ def shipped_checkpoint():
     if not (SHIPPED / "fgrm.json").is_file():
         pytest.skip(f"no shipped checkpoint at {SHIPPED} (reproduce it with `fgrm train`)")
     return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def finetuned_checkpoint():
+    if not (FINETUNED / "fgrm.json").is_file():
+        pytest.skip(f"no fine-tuned checkpoint at {FINETUNED}")
+    return FINETUNED

@@ -29,7 +29,7 @@ def test_shipped_types_load_with_paper_defaults():
         ("sub-sentence", 0.3, -0.3)
     assert (types["factuality"].granularity, types["factuality"].reward_ok) == ("sentence", 0.5)
     assert (types["completeness"].kind, types["completeness"].scale) == ("preference_scorer", 0.3)
-    assert types["relevance"].checkpoint == REPO_ROOT / "artifacts" / "fgrm-qa-minilm"
+    assert types["relevance"].checkpoint == REPO_ROOT / "artifacts" / "fgrm-qa-signals"
 
 
 def test_defaults_and_reward_table(tmp_path):

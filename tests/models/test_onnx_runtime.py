@@ -95,14 +95,14 @@ def test_missing_explicit_model_is_an_error_not_an_export(tiny_checkpoint, tmp_p
 # --- the shipped checkpoint ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def shipped_batch(shipped_checkpoint):
+def finetuned_batch(finetuned_checkpoint):
     """Eight QA-Feedback dev items (prediction 1), encoded; the shortest and the longest first."""
     from models.checkpoint import load_tokenizer, read_meta
     from models.data import DATA_DIR, label_response, load_records, split_records
     from models.encoding import Encoder
 
-    meta = read_meta(shipped_checkpoint)
-    enc = Encoder(load_tokenizer(shipped_checkpoint), meta["max_length"], meta.get("use_passages", True))
+    meta = read_meta(finetuned_checkpoint)
+    enc = Encoder(load_tokenizer(finetuned_checkpoint), meta["max_length"], meta.get("use_passages", True))
     encoded = []
     for r in split_records(load_records(DATA_DIR / "dev_feedback.json"))[1][:8]:
         ex = label_response(r, r["prediction 1"], None)
@@ -125,8 +125,8 @@ def _alone_vs_batched(backend, enc, encoded):
             float(np.abs(alone["sequence_scores"][0] - batched["sequence_scores"][0]).max()))
 
 
-def test_fp32_onnx_matches_torch_on_dev_records(shipped_checkpoint, onnx_cache, record_property):
-    res = parity(shipped_checkpoint, "onnx", limit=16)
+def test_fp32_onnx_matches_torch_on_dev_records(finetuned_checkpoint, onnx_cache, record_property):
+    res = parity(finetuned_checkpoint, "onnx", limit=16)
     record_property("parity_fp32", res)
     print("fp32 parity:", json.dumps(res))
     assert res["items"] >= 12
@@ -135,8 +135,8 @@ def test_fp32_onnx_matches_torch_on_dev_records(shipped_checkpoint, onnx_cache, 
     assert res["max_abs_score_diff"] < 1e-4
 
 
-def test_int8_decisions_agree_on_most_segments(shipped_checkpoint, onnx_cache, record_property):
-    res = parity(shipped_checkpoint, "onnx-int8", limit=16)
+def test_int8_decisions_agree_on_most_segments(finetuned_checkpoint, onnx_cache, record_property):
+    res = parity(finetuned_checkpoint, "onnx-int8", limit=16)
     record_property("parity_int8", res)
     print("int8 parity:", json.dumps(res))
     # measured on the shipped checkpoint: ~96% agreement, mean |dp_error| ~0.05 (max ~0.3-0.6)
@@ -144,14 +144,14 @@ def test_int8_decisions_agree_on_most_segments(shipped_checkpoint, onnx_cache, r
     assert res["mean_abs_prob_diff"] < 0.1
 
 
-def test_fp32_is_batch_invariant(shipped_checkpoint, shipped_batch, onnx_cache):
-    prob, score = _alone_vs_batched(OnnxBackend(shipped_checkpoint), *shipped_batch)
+def test_fp32_is_batch_invariant(finetuned_checkpoint, finetuned_batch, onnx_cache):
+    prob, score = _alone_vs_batched(OnnxBackend(finetuned_checkpoint), *finetuned_batch)
     assert prob < 1e-5 and score < 1e-5
 
 
-def test_int8_is_not_batch_invariant_and_says_so(shipped_checkpoint, shipped_batch, onnx_cache, record_property):
-    backend = OnnxBackend(shipped_checkpoint, quantized=True)
-    prob, score = _alone_vs_batched(backend, *shipped_batch)
+def test_int8_is_not_batch_invariant_and_says_so(finetuned_checkpoint, finetuned_batch, onnx_cache, record_property):
+    backend = OnnxBackend(finetuned_checkpoint, quantized=True)
+    prob, score = _alone_vs_batched(backend, *finetuned_batch)
     record_property("int8_batch_variance", {"prob": prob, "score": score})
     print(f"int8 alone vs batched: max |dp_error| {prob:.4f}, max |dscore| {score:.4f}")
     assert backend.batch_invariant is False

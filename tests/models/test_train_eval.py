@@ -1,4 +1,4 @@
-"""`fgrm train` mechanics on a tiny random backbone, and `fgrm eval` output on the shipped model."""
+"""`fgrm train --recipe finetune` mechanics on a tiny random backbone, and `fgrm eval` output on the shipped model."""
 import json
 
 import numpy as np
@@ -18,7 +18,7 @@ def tiny_backbone(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from models.train import default_backbone
+    from models.embedding import default_backbone
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-backbone")
@@ -30,7 +30,7 @@ def tiny_backbone(tmp_path_factory):
     return path
 
 
-def test_train_writes_a_loadable_checkpoint_whose_weights_moved(tmp_path, records, tiny_backbone):
+def test_finetune_recipe_writes_a_loadable_checkpoint_whose_weights_moved(tmp_path, records, tiny_backbone):
     from safetensors.torch import load_file
 
     from models import checkpoint as ckpt
@@ -39,7 +39,7 @@ def test_train_writes_a_loadable_checkpoint_whose_weights_moved(tmp_path, record
     data = tmp_path / "data.json"
     data.write_text(json.dumps(records[:12]))
     out = tmp_path / "ckpt"
-    assert train_main(["--backbone", str(tiny_backbone), "--data", str(data), "--out", str(out), "--epochs", "1",
+    assert train_main(["--recipe", "finetune", "--backbone", str(tiny_backbone), "--data", str(data), "--out", str(out), "--epochs", "1",
                        "--max-length", "256", "--records-per-step", "3", "--split", "all", "--device", "cpu",
                        "--fp32", "--lr", "1e-3"]) == 0
     meta = ckpt.read_meta(out)
@@ -67,7 +67,7 @@ def test_eval_json_has_metrics_and_baselines_and_survives_an_empty_response(tmp_
     res = json.loads(capsys.readouterr().out)
     expected_n = sum(len(label_response(r, r["prediction 1"], error_spans(r)).relevance) for r in picked)
     assert res["relevance"]["n"] == expected_n > 0
-    for key in ("accuracy", "error_f1", "majority_accuracy", "all_error_f1"):
+    for key in ("accuracy", "error_f1", "majority_accuracy", "all_error_f1", "auc", "ece"):
         assert 0.0 <= res["relevance"][key] <= 1.0
     for name in ("factuality", "factuality_all"):
         assert {"accuracy", "error_f1", "n", "majority_accuracy", "all_error_f1"} <= set(res[name])
@@ -86,5 +86,5 @@ def test_eval_of_no_records_reports_nulls_not_errors(tmp_path, capsys, shipped_c
                       "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["relevance"] == {"n": 0, "accuracy": None, "error_f1": None, "majority_accuracy": None,
-                                "all_error_f1": None, "error_rate": None}
+                                "all_error_f1": None, "error_rate": None, "auc": None, "ece": None}
     assert res["completeness"]["n_pairs"] == 0 and res["completeness"]["pairwise_accuracy"] is None

@@ -1,0 +1,158 @@
+"""A reward recipe (which signals feed which head, how strongly regularised, how the threshold is
+chosen) and the one function that fits it: used by `fgrm train` and, fold by fold, by `fgrm
+eval --cv`, so the cross-validated figures are those of the shipped recipe.
+
+Completeness is stacked on the other two heads: a response's completeness signals include the
+mean / max P(error) of its relevance and factuality heads (an answer whose sentences are
+unsupported or off-topic covers less of what was asked). Those P(error) are cross-fitted: the
+completeness head is trained on predictions for records the segment heads did not see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.heads import (LogisticHead, PreferenceHead, calibrate, choose_threshold, fit_logistic, fit_platt,
+                          fit_preference)
+from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES
+from models.tables import RecordTable, stack, synthetic_factuality, synthetic_relevance
+
+STACK_FEATURES = ("relevance_p_mean", "relevance_p_max", "relevance_ok_sum",
+                  "factuality_p_mean", "factuality_p_max", "factuality_p_sum")
+COMPLETENESS_FEATURES = RESPONSE_FEATURES + STACK_FEATURES
+LEXICAL = tuple(f for f in SEGMENT_FEATURES if not f.startswith("cos_"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "signals-lr"
+    relevance_features: tuple[str, ...] = SEGMENT_FEATURES
+    factuality_features: tuple[str, ...] = SEGMENT_FEATURES
+    completeness_features: tuple[str, ...] = COMPLETENESS_FEATURES
+    c_segment: float = 1.0  # inverse L2 strength of the segment heads
+    c_completeness: float = 0.1
+    threshold_objective: str = "acc+f1"
+    platt: bool = True  # recalibrate P(error) on cross-fitted predictions
+    augment: bool = True  # add the synthetic contrasts of models.tables to the training rows
+    augment_weight: float = 0.1  # each synthetic segment row counts this much beside a human-labelled one
+    augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+RECIPES = {
+    "signals-lr": Recipe(),
+    "lexical-lr": Recipe("lexical-lr", LEXICAL, LEXICAL,
+                         tuple(f for f in COMPLETENESS_FEATURES if not f.startswith("cos_"))),
+    "signals-lr-nostack": Recipe("signals-lr-nostack", completeness_features=RESPONSE_FEATURES),
+    "signals-lr-strong-l2": Recipe("signals-lr-strong-l2", c_segment=0.05, c_completeness=0.01),
+    "signals-lr-threshold-accuracy": Recipe("signals-lr-threshold-accuracy", threshold_objective="accuracy"),
+    "signals-lr-no-platt": Recipe("signals-lr-no-platt", platt=False),
+    "signals-lr-no-augment": Recipe("signals-lr-no-augment", augment=False),
+    "signals-lr-coverage": Recipe("signals-lr-coverage", completeness_features=(
+        "passage_coverage", "question_passage_coverage", "relevance_ok_sum", "factuality_p_sum", "factuality_p_mean",
+        "mean_novel", "cos_question")),
+    "signals-lr-coverage-small": Recipe("signals-lr-coverage-small", completeness_features=(
+        "question_passage_coverage", "relevance_ok_sum", "factuality_p_sum")),
+}
+
+
+@dataclass
+class FittedHeads:
+    relevance: LogisticHead
+    factuality: LogisticHead
+    completeness: PreferenceHead
+
+
+def completeness_input(resp_x: np.ndarray, p_rel: np.ndarray, p_fact: np.ndarray) -> np.ndarray:
+    """A response's completeness signals: RESPONSE_FEATURES then STACK_FEATURES (relevance_ok_sum
+    is the expected number of relevant sub-sentences: how much on-topic material there is)."""
+    if not len(p_rel):  # an empty response: nothing relevant, nothing wrong
+        return np.r_[resp_x, np.zeros(len(STACK_FEATURES))]
+    p_fact = p_fact if len(p_fact) else np.zeros(1)
+    stacked = [p_rel.mean(), p_rel.max(), float((1.0 - p_rel).sum()), p_fact.mean(), p_fact.max(), p_fact.sum()]
+    return np.r_[resp_x, stacked]
+
+
+def _segment_heads(tables: list[RecordTable], recipe: Recipe, threshold_rel=0.5, threshold_fact=0.5):
+    xr, yr, _ = stack(tables, "relevance")
+    wr = np.ones(len(yr))
+    if recipe.augment:
+        xa, ya = synthetic_relevance(tables)
+        xr, yr, wr = np.concatenate([xr, xa]), np.r_[yr, ya], np.r_[wr, np.full(len(ya), recipe.augment_weight)]
+    xf, yf, _ = stack(tables, "factuality")
+    wf = np.ones(len(yf))
+    if recipe.augment:
+        xs = synthetic_factuality(tables)
+        xf, yf, wf = np.concatenate([xf, xs]), np.r_[yf, np.ones(len(xs), dtype=yf.dtype)], \
+            np.r_[wf, np.full(len(xs), recipe.augment_weight)]
+    rel = fit_logistic(xr, yr, list(recipe.relevance_features), SEGMENT_FEATURES, recipe.c_segment, threshold_rel, wr)
+    fact = fit_logistic(xf, yf, list(recipe.factuality_features), SEGMENT_FEATURES, recipe.c_segment, threshold_fact,
+                        wf)
+    return rel, fact
+
+
+def _completeness_rows(tables: list[RecordTable], rel: LogisticHead, fact: LogisticHead,
+                       synthetic_weight: float | None = None):
+    """(preferred rows, other rows, every real response's row, pair weights) of the completeness
+    signals; with `synthetic_weight` the synthetic pairs are added at that weight (training only)."""
+    a, b, pool, w = [], [], [], []
+    for t in tables:
+        rows = {}
+        for k, (sub_x, sent_x) in t.seg_x.items():
+            rows[k] = completeness_input(t.resp_x[k], rel.p_error(sub_x, SEGMENT_FEATURES),
+                                         fact.p_error(sent_x, SEGMENT_FEATURES))
+            if isinstance(k, int):  # real predictions only set the score normalisation
+                pool.append(rows[k])
+        pairs = [(p, o, 1.0) for p, o in t.pairs]
+        if synthetic_weight:
+            pairs += [(p, o, synthetic_weight) for p, o in t.aug_pairs]
+        for p, o, weight in pairs:
+            if p in rows and o in rows:
+                a.append(rows[p])
+                b.append(rows[o])
+                w.append(weight)
+    width = len(COMPLETENESS_FEATURES)
+    as_array = (lambda r: np.stack(r) if r else np.zeros((0, width)))
+    return as_array(a), as_array(b), as_array(pool), np.array(w)
+
+
+def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
+    """Fit the three heads on `tables`. Thresholds and the completeness head's stacked inputs
+    come from cross-fitted predictions (inner folds = the tables' own hash folds)."""
+    folds = sorted({t.fold for t in tables})
+    oof = {"relevance": ([], []), "factuality": ([], [])}
+    a_rows, b_rows, pool_rows, w_rows = [], [], [], []
+    for f in folds if len(folds) > 1 else []:
+        inner_train = [t for t in tables if t.fold != f]
+        held = [t for t in tables if t.fold == f]
+        rel, fact = _segment_heads(inner_train, recipe)
+        for kind, head in (("relevance", rel), ("factuality", fact)):
+            x, y, _ = stack(held, kind)
+            oof[kind][0].append(head.p_error(x, SEGMENT_FEATURES))
+            oof[kind][1].append(y)
+        a, b, pool, w = _completeness_rows(held, rel, fact, recipe.augment_pair_weight if recipe.augment else None)
+        w_rows.append(w)
+        a_rows.append(a)
+        b_rows.append(b)
+        pool_rows.append(pool)
+    thresholds, calibrations = {}, {}
+    for kind in ("relevance", "factuality"):
+        calibrations[kind] = (1.0, 0.0)
+        if oof[kind][0]:
+            p, y = np.concatenate(oof[kind][0]), np.concatenate(oof[kind][1])
+            if recipe.platt and len(set(y.tolist())) == 2:
+                calibrations[kind] = fit_platt(p, y)
+                p = calibrate(p, calibrations[kind])
+            thresholds[kind] = choose_threshold(p, y, recipe.threshold_objective)
+        else:  # a single fold (tiny inputs): no held-out predictions to choose from
+            thresholds[kind] = 0.5
+    rel, fact = _segment_heads(tables, recipe, thresholds["relevance"], thresholds["factuality"])
+    rel.calibration, fact.calibration = calibrations["relevance"], calibrations["factuality"]
+    if not a_rows:
+        a, b, pool, w = _completeness_rows(tables, rel, fact, recipe.augment_pair_weight if recipe.augment else None)
+        a_rows, b_rows, pool_rows, w_rows = [a], [b], [pool], [w]
+    completeness = fit_preference(np.concatenate(a_rows), np.concatenate(b_rows), list(recipe.completeness_features),
+                                  COMPLETENESS_FEATURES, recipe.c_completeness, np.concatenate(pool_rows),
+                                  np.concatenate(w_rows))
+    return FittedHeads(rel, fact, completeness)

@@ -1,0 +1,143 @@
+"""The signal reward model: frozen sentence embeddings + engineered signals + small heads.
+
+One item becomes a list of short texts to embed (question, passage sentences, sub-sentences,
+sentences, the whole response; duplicates once), one embedding row each; the heads stored in
+the checkpoint's fgrm.json turn the signals (models.signals) into P(error) per sub-sentence
+(relevance) and per sentence (factuality), and a Bradley-Terry score per response
+(completeness). Training (models.tables via `item_texts` / `item_features`), `fgrm eval` and the
+service's scorer all go through these functions, so what is evaluated is what is served.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.embedding import MAX_TOKENS, normalise, tokenize
+from models.errors import InputTooLong
+from models.heads import LogisticHead, PreferenceHead, head_from_json
+from models.segment import Segment
+from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, Context, response_features, segment_features
+
+SIGNALS_VERSION = 1  # bump when a signal's definition changes: checkpoints record the version they were fitted on
+
+
+def item_texts(ctx: Context, subs: list[Segment], sents: list[Segment], response: str) -> list[str]:
+    """Every text one item needs embedded, in a fixed order (see `item_features`)."""
+    return [*ctx.texts_to_embed(), *(s.text for s in subs), *(s.text for s in sents), response or " "]
+
+
+def item_features(ctx: Context, response: str, subs: list[Segment], sents: list[Segment],
+                  emb: np.ndarray | None):
+    """(sub-sentence signals, sentence signals, response signals); `emb`: rows for
+    `item_texts(...)` in that order, or None for the lexical signals only."""
+    if emb is None:
+        ctx_emb = sub_emb = sent_emb = resp_emb = None
+    else:
+        n_ctx = len(ctx.texts_to_embed())
+        ctx_emb, rest = emb[:n_ctx], emb[n_ctx:]
+        sub_emb, sent_emb, resp_emb = rest[: len(subs)], rest[len(subs): len(subs) + len(sents)], rest[-1]
+    sub_x = segment_features(ctx, response, subs, sub_emb, ctx_emb)
+    sent_x = segment_features(ctx, response, sents, sent_emb, ctx_emb)
+    return sub_x, sent_x, response_features(ctx, response, sents, sent_x, resp_emb, ctx_emb)
+
+
+@dataclass
+class ItemPlan:
+    """One item's embedding rows and how to read them back."""
+
+    ctx: Context
+    response: str
+    subs: list[Segment]
+    sents: list[Segment]
+    rows: list[list[int]]  # token ids of each distinct text
+    index: list[int]  # item_texts position -> row
+
+
+@dataclass
+class SignalOutputs:
+    relevance: np.ndarray  # P(error) per sub-sentence
+    factuality: np.ndarray  # P(error) per sentence
+    completeness: float  # Bradley-Terry score of the response (not normalised)
+
+
+class SignalModel:
+    """The heads of an embedding checkpoint, with its tokenizer; plays the role of
+    models.encoding.Encoder for `models.checkpoint.load`."""
+
+    def __init__(self, tokenizer, meta: dict):
+        from models.recipe import COMPLETENESS_FEATURES, completeness_input
+
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.max_tokens = int(meta.get("max_length", MAX_TOKENS))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        version = meta.get("signals_version")
+        if version != SIGNALS_VERSION:
+            raise ValueError(f"checkpoint was fitted on signals version {version}; this code computes version "
+                             f"{SIGNALS_VERSION}: retrain it (fgrm train)")
+        heads = {name: head_from_json(h) for name, h in meta["heads"].items()}
+        self.relevance: LogisticHead = heads["relevance"]
+        self.factuality: LogisticHead = heads["factuality"]
+        self.completeness: PreferenceHead = heads["completeness"]
+        self.relevance.columns(SEGMENT_FEATURES)  # fail at load, not at the first request
+        self.factuality.columns(SEGMENT_FEATURES)
+        self._completeness_features = COMPLETENESS_FEATURES
+        self._completeness_input = completeness_input
+        self._ids_cache: dict[str, list[int]] = {}  # passage sentences repeat across samples of a prompt
+
+    def thresholds(self) -> dict[str, float]:
+        return {"relevance": self.relevance.threshold, "factuality": self.factuality.threshold}
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        cache = self._ids_cache
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            if len(cache) > 50_000:  # bounded: a long-running service sees endless new prompts
+                cache.clear()
+            cache.update(zip(missing, tokenize(self.tokenizer, missing, self.max_tokens)))
+        return [cache[t] for t in texts]
+
+    def plan(self, question: str, passages: list[str], response: str, subs: list[Segment],
+             sents: list[Segment]) -> ItemPlan:
+        # A response segment is never cut: one that does not fit the encoder is an error naming
+        # the limit. (The question, passage sentences and the whole response are embedded from
+        # their first max_tokens tokens: that is how their signals are defined, in training too.)
+        seg_texts = list(dict.fromkeys(s.text for s in (*subs, *sents)))
+        if seg_texts:
+            longest = max(len(ids) for ids in self.tokenizer(seg_texts, add_special_tokens=True)["input_ids"])
+            if longest > self.max_tokens:
+                raise InputTooLong("response", longest, self.max_tokens)
+        ctx = Context.of(question, list(passages))
+        texts = item_texts(ctx, subs, sents, response)
+        distinct = list(dict.fromkeys(texts))
+        where = {t: k for k, t in enumerate(distinct)}
+        return ItemPlan(ctx, response, subs, sents, self._ids(distinct), [where[t] for t in texts])
+
+    def read(self, plan: ItemPlan, embeddings: np.ndarray) -> SignalOutputs:
+        """Heads on one item, from its rows' embeddings (n_rows, dim) in `plan.rows` order."""
+        emb = normalise(np.asarray(embeddings, dtype=np.float64))[plan.index]
+        sub_x, sent_x, resp_x = item_features(plan.ctx, plan.response, plan.subs, plan.sents, emb)
+        p_rel = self.relevance.p_error(sub_x, SEGMENT_FEATURES)
+        p_fact = self.factuality.p_error(sent_x, SEGMENT_FEATURES)
+        comp_x = self._completeness_input(resp_x, p_rel, p_fact)
+        score = float(self.completeness.score(comp_x, self._completeness_features)[0])
+        return SignalOutputs(p_rel, p_fact, score)
+
+    def run(self, forward, plans: list[ItemPlan], max_rows: int = 64) -> list[SignalOutputs]:
+        """Embed every plan's rows with `forward(ids, mask)` (rows sorted by length, in chunks)
+        and read the heads: the offline path of `fgrm eval` and the tests."""
+        from models.encoding import pad_batch
+
+        rows = [(len(r), p, k) for p, plan in enumerate(plans) for k, r in enumerate(plan.rows)]
+        rows.sort()
+        out = [np.zeros((len(plan.rows), 0)) for plan in plans]
+        for b in range(0, len(rows), max_rows):
+            chunk = rows[b:b + max_rows]
+            ids, mask = pad_batch([plans[p].rows[k] for _, p, k in chunk], self.pad_id)
+            emb = forward(ids, mask)["embeddings"]
+            for (_, p, k), e in zip(chunk, emb):
+                if out[p].shape[1] == 0:
+                    out[p] = np.zeros((len(plans[p].rows), len(e)))
+                out[p][k] = e
+        return [self.read(plan, e) for plan, e in zip(plans, out)]

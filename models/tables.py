@@ -1,0 +1,216 @@
+"""QA-Feedback records → feature tables for the signal reward models (training and CV).
+
+Per record: the signals of `prediction 1`'s sub-sentences with their relevance labels, of its
+sentences with their factuality labels (paper's way and all sentences), and the response
+signals of all four predictions with the record's non-tie preference pairs. Labels follow
+models.data exactly (the same rules `fgrm eval` scores by).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.data import IGNORE, error_spans, fold_of, label_response, passages_of, preference_pairs
+from models.segment import sentences
+from models.signal_model import item_features, item_texts
+from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, Context
+
+
+@dataclass
+class RecordTable:
+    question: str
+    fold: int
+    rel_x: np.ndarray  # (n_subsentences, F)
+    rel_y: np.ndarray
+    fact_x: np.ndarray  # (n_sentences, F)
+    fact_y: np.ndarray  # paper's way: IGNORE where the sentence overlaps a relevance error
+    fact_all_y: np.ndarray
+    resp_x: dict[int, np.ndarray] = field(default_factory=dict)  # prediction number -> (R,)
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (preferred, other)
+    seg_x: dict = field(default_factory=dict)  # prediction number (or "truncated") -> (sub, sent) signals
+    # synthetic training rows (models.recipe: used for fitting only, never scored by the CV)
+    aug_rel_x: np.ndarray | None = None
+    aug_rel_y: np.ndarray | None = None
+    aug_fact_x: np.ndarray | None = None  # synthetic factuality errors (one corrupted sentence each)
+    aug_pairs: list = field(default_factory=list)  # (preferred key, other key) of resp_x / seg_x
+
+
+def item_signals(embed, question: str, passages: list[str], response: str, subs, sents):
+    """(sub-sentence signals, sentence signals, response signals) of one item, computed exactly as
+    the served model computes them; `embed` maps a list of texts to L2-normalised rows, or is None
+    for the lexical signals only."""
+    ctx = Context.of(question, passages)
+    emb = embed(item_texts(ctx, subs, sents, response)) if embed is not None else None
+    return item_features(ctx, response, subs, sents, emb)
+
+
+_NUM = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
+_NAME = re.compile(r"(?<=\s)[A-Z][a-z]{2,}(?:\s[A-Z][a-z]{2,})*")
+
+
+def _corrupt(record: dict, ex, donor: dict | None) -> tuple[str, int] | None:
+    """Prediction 1 with its first supported sentence (factuality label 0) made wrong: a number
+    changed, or else a name swapped for one from another question's passages. Returns (text,
+    start of the corrupted sentence) or None when no sentence lends itself."""
+    labels = {s.start: lab for s, lab in zip(ex.subsentences, ex.factuality)}
+    donor_names = []
+    if donor is not None:
+        own = " ".join(passages_of(record))
+        donor_names = [m for m in _NAME.findall(" ".join(passages_of(donor))) if m not in own]
+    for sent in sentences(ex.response):
+        if labels.get(sent.start) != 0:
+            continue
+        m = _NUM.search(sent.text)
+        if m:
+            digits = m.group().replace(",", "")
+            value = float(digits) if "." in digits else int(digits)
+            new = str(value + 13 if value > 1000 else value * 3 + 7)
+        else:
+            m = _NAME.search(sent.text)
+            if not m or not donor_names:
+                continue
+            new = donor_names[len(sent.text) % len(donor_names)]
+        fixed = sent.text[: m.start()] + new + sent.text[m.end():]
+        return ex.response[: sent.start] + fixed + ex.response[sent.end:], sent.start
+    return None
+
+
+def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) -> None:
+    """Synthetic contrasts that spell out what the labels mean, for training only:
+
+    - off-topic: prediction 1 followed by the first sentence of another question's answer, and
+      that other answer alone under this question: the foreign sub-sentences are relevance
+      errors ("Irrelevant");
+    - repeated: prediction 1 followed by a copy of its own first sentence: the copy is a
+      relevance error ("Redundant");
+    - a wrong fact: prediction 1 with a supported sentence's number changed or a name swapped
+      for one from another question's passages: that sentence is a factuality error;
+    - truncated: each prediction is preferred over its own first sentence (completeness is
+      coverage: the cut answer says less of what the passages say).
+    """
+    q, ps, resp = record["question"], passages_of(record), ex.response
+    sents = sentences(resp)
+    if not sents:
+        return
+    xs, ys = [], []
+
+    def add(text: str, labels_of_new):
+        new = label_response(record, text, None)
+        sub_x = item_signals(embed, q, ps, text, new.subsentences, sentences(text))[0]
+        ys.append(np.array([labels_of_new(s) for s in new.subsentences], dtype=np.int64))
+        xs.append(sub_x)
+
+    old = {s.start: lab for s, lab in zip(ex.subsentences, ex.relevance)}
+    cut = len(resp.rstrip())
+    if donor is not None:
+        foreign = sentences(donor["prediction 1"])
+        if foreign:
+            add(resp.rstrip() + " " + foreign[0].text, lambda s: old.get(s.start, IGNORE) if s.start < cut else 1)
+            add(donor["prediction 1"], lambda s: 1)
+    add(resp.rstrip() + " " + sents[0].text, lambda s: old.get(s.start, IGNORE) if s.start < cut else 1)
+    table.aug_rel_x = np.concatenate(xs)
+    table.aug_rel_y = np.concatenate(ys)
+    corrupted = _corrupt(record, ex, donor)
+    if corrupted is not None:
+        text, start = corrupted
+        new_sents = sentences(text)
+        tx = item_signals(embed, q, ps, text, label_response(record, text, None).subsentences, new_sents)[1]
+        table.aug_fact_x = tx[[k for k, s in enumerate(new_sents) if s.start == start]]
+    # completeness means coverage: each prediction says more than its own first sentence
+    for k in (1, 2, 3, 4):
+        text = record.get(f"prediction {k}") or ""
+        own = sentences(text)
+        if len(own) < 2:
+            continue
+        first = own[0].text
+        subs = label_response(record, first, None).subsentences
+        key = f"truncated-{k}"
+        sx, tx, table.resp_x[key] = item_signals(embed, q, ps, first, subs, sentences(first))
+        table.seg_x[key] = (sx, tx)
+        table.aug_pairs.append((k, key))
+
+
+def record_table(record: dict, embed, n_folds: int = 5, donor: dict | None = None,
+                 augment: bool = True) -> RecordTable:
+    q, ps = record["question"], passages_of(record)
+    ex = label_response(record, record["prediction 1"], error_spans(record))
+    sents = sentences(ex.response)
+    sub_x, sent_x, resp1 = item_signals(embed, q, ps, ex.response, ex.subsentences, sents)
+    start_to_sub = {s.start: k for k, s in enumerate(ex.subsentences)}
+    fact_y = np.array([ex.factuality[start_to_sub[s.start]] for s in sents], dtype=np.int64)
+    fact_all_y = np.array([ex.factuality_all[start_to_sub[s.start]] for s in sents], dtype=np.int64)
+    table = RecordTable(q, fold_of(q, n_folds), sub_x, np.array(ex.relevance, dtype=np.int64), sent_x,
+                        fact_y, fact_all_y, {1: resp1}, preference_pairs(record), {1: (sub_x, sent_x)})
+    for k in (2, 3, 4):
+        resp = record.get(f"prediction {k}") or ""
+        other = label_response(record, resp, None)
+        sx, tx, table.resp_x[k] = item_signals(embed, q, ps, resp, other.subsentences, sentences(resp))
+        table.seg_x[k] = (sx, tx)
+    if augment:
+        _augment(table, record, ex, donor, embed)
+    return table
+
+
+def build_tables(records: list[dict], embed, n_folds: int = 5, progress: bool = True) -> list[RecordTable]:
+    from tqdm import tqdm
+    import sys
+
+    # each record's off-topic donor is the next record of the same fold with another question, so
+    # that no fold's training rows carry text from another fold
+    by_fold: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_fold.setdefault(fold_of(r["question"], n_folds), []).append(i)
+    donors: dict[int, dict | None] = {}
+    for members in by_fold.values():
+        for j, i in enumerate(members):
+            cands = [members[(j + d) % len(members)] for d in range(1, len(members))]
+            donors[i] = next((records[c] for c in cands if records[c]["question"] != records[i]["question"]), None)
+    it = tqdm(list(enumerate(records)), desc="signals", file=sys.stderr, mininterval=5, disable=not progress)
+    return [record_table(r, embed, n_folds, donors[i]) for i, r in it]
+
+
+def synthetic_relevance(tables: list[RecordTable]) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of the synthetic relevance rows (training only)."""
+    xs = [t.aug_rel_x[t.aug_rel_y != IGNORE] for t in tables if t.aug_rel_x is not None]
+    ys = [t.aug_rel_y[t.aug_rel_y != IGNORE] for t in tables if t.aug_rel_x is not None]
+    if not xs:
+        return np.zeros((0, len(SEGMENT_FEATURES))), np.zeros(0, dtype=np.int64)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def synthetic_factuality(tables: list[RecordTable]) -> np.ndarray:
+    """Signals of the synthetic factuality errors (label 1; training only)."""
+    xs = [t.aug_fact_x for t in tables if t.aug_fact_x is not None and len(t.aug_fact_x)]
+    return np.concatenate(xs) if xs else np.zeros((0, len(SEGMENT_FEATURES)))
+
+
+def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, group fold) over the labelled rows of `kind` ("relevance" | "factuality" | "factuality_all")."""
+    xs, ys, gs = [], [], []
+    for t in tables:
+        x, y = {"relevance": (t.rel_x, t.rel_y), "factuality": (t.fact_x, t.fact_y),
+                "factuality_all": (t.fact_x, t.fact_all_y)}[kind]
+        keep = y != IGNORE
+        xs.append(x[keep])
+        ys.append(y[keep])
+        gs.append(np.full(int(keep.sum()), t.fold))
+    width = len(SEGMENT_FEATURES)
+    return (np.concatenate(xs) if xs else np.zeros((0, width)), np.concatenate(ys) if ys else np.zeros(0),
+            np.concatenate(gs) if gs else np.zeros(0))
+
+
+def pair_rows(tables: list[RecordTable]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_preferred, x_other, group fold) over every non-tie preference pair."""
+    a, b, g = [], [], []
+    for t in tables:
+        for p, o in t.pairs:
+            if p in t.resp_x and o in t.resp_x:
+                a.append(t.resp_x[p])
+                b.append(t.resp_x[o])
+                g.append(t.fold)
+    width = len(RESPONSE_FEATURES)
+    if not a:
+        return np.zeros((0, width)), np.zeros((0, width)), np.zeros(0)
+    return np.stack(a), np.stack(b), np.array(g)
