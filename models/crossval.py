@@ -61,10 +61,13 @@ def _pairwise(score_a: np.ndarray, score_b: np.ndarray) -> float | None:
 
 def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dict:
     """Per-fold and summary metrics of `recipe` and the baselines (see the module docstring)."""
+    from models.data import fold_of
+
+    fold_by_question = {t.question: fold_of(t.question, k) for t in tables}
     folds = []
     for f in range(k):
-        train = [t for t in tables if t.fold != f]
-        test = [t for t in tables if t.fold == f]
+        train = [t for t in tables if fold_by_question[t.question] != f]
+        test = [t for t in tables if fold_by_question[t.question] == f]
         if not train or not test:
             continue
         heads = fit(train, recipe)
@@ -79,7 +82,9 @@ def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dic
             row = {"n": int(len(y)), "model": _segment_report(head.p_error(x, SEGMENT_FEATURES), y, head.threshold),
                    "majority_accuracy": max(pos, 1 - pos), "all_error_f1": 2 * pos / (1 + pos) if pos else 0.0}
             for key, cands in (("lexical", OVERLAP_FEATURES), ("best_signal", LEXICAL)):
-                base = _single_feature_head(tx, ty, list(cands), recipe.threshold_objective)
+                objective = (recipe.relevance_threshold_objective if kind == "relevance"
+                             else recipe.threshold_objective)
+                base = _single_feature_head(tx, ty, list(cands), objective)
                 row[key] = {"feature": base.features[0],
                             **_segment_report(base.p_error(x, SEGMENT_FEATURES), y, base.threshold)}
             fold[kind] = row

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_TOKENS = 128  # sentence-transformers' max_seq_length for this model; segments are shorter
+MAX_TOKENS = 256  # the max_seq_length of all-MiniLM-L6-v2 (its sentence_bert_config.json)
 
 
 def default_backbone() -> str:

