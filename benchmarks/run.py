@@ -333,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=1, help="passes over the items for the raw forward")
     ap.add_argument("--runtime", default="auto", choices=RUNTIMES,
                     help="one runtime for every setting (default: auto, what the service picks)")
-    ap.add_argument("--data", default=None, help="QA-Feedback JSON (default: shared dev_feedback.json)")
+    ap.add_argument("--data", default=None, help="QA-Feedback JSON (default: data/qa_feedback/dev_feedback.json)")
     ap.add_argument("--name", default=None, help="results file name (default cpu-<runtime>, + -quick)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--rounds", type=int, default=None,
