@@ -181,3 +181,41 @@ def markdown(results: list[dict]) -> str:
         lines.append(f"| {res['recipe']} | completeness (pairwise) | {f(c['pairwise_accuracy'])} (earlier "
                      f"{c['prefer_earlier_accuracy']['mean']:.3f} / lexical {c['lexical_pairwise_accuracy']['mean']:.3f}) | | | |")
     return "\n".join(lines)
+
+
+def plot(results: list[dict], path) -> None:
+    """One panel per type: each recipe's CV mean ± std beside the trivial and lexical baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("relevance", "auc", "ROC-AUC"), ("relevance", "accuracy", "accuracy"),
+              ("factuality", "auc", "ROC-AUC"), ("factuality", "error_f1", "error-F1"),
+              ("completeness", "pairwise_accuracy", "pairwise accuracy")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.45 * len(results) + 2.2), sharey=True)
+    names = [r["recipe"] for r in results]
+    for ax, (kind, metric, label) in zip(axes, panels):
+        vals = [r["summary"][kind][metric] for r in results]
+        ax.barh(range(len(names)), [v["mean"] for v in vals], xerr=[v["std"] for v in vals], color="#4477aa",
+                alpha=0.85, capsize=3)
+        s = results[0]["summary"][kind]
+        if kind == "completeness":
+            refs = [("prefer earlier", s["prefer_earlier_accuracy"]["mean"], "#cc6677"),
+                    ("best single signal", s["lexical_pairwise_accuracy"]["mean"], "#999933")]
+        else:
+            trivial = {"auc": 0.5, "accuracy": s["majority_accuracy"]["mean"],
+                       "error_f1": s["all_error_f1"]["mean"]}[metric]
+            refs = [("trivial", trivial, "#cc6677"), ("lexical", s[f"lexical_{metric}"]["mean"], "#999933")]
+        for name, x, colour in refs:
+            ax.axvline(x, color=colour, linestyle="--", label=f"{name} {x:.3f}")
+        lo = min([v["mean"] - v["std"] for v in vals] + [x for _, x, _ in refs])
+        ax.set_xlim(max(0.0, lo - 0.05), min(1.0, max(v["mean"] + v["std"] for v in vals) + 0.05))
+        ax.set_title(f"{kind}: {label}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_yticks(range(len(names)))
+    axes[0].set_yticklabels(names, fontsize=8)
+    fig.suptitle(f"{results[0]['k']}-fold cross-validation by question (mean ± std over folds)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -178,6 +178,10 @@ def cv_main(args) -> int:
         results.append(res)
     if args.markdown:
         Path(args.markdown).write_text(markdown(results) + "\n")
+    if args.plot:
+        from models.crossval import plot
+
+        plot(results, args.plot)
     out = results[0] if len(results) == 1 else {"recipes": results}
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return 0
@@ -200,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                          "each fold fitted from scratch; --checkpoint is not used")
     ap.add_argument("--recipes", default="signals-lr", help="--cv: comma-separated recipes of models.recipe")
     ap.add_argument("--markdown", default=None, help="--cv: also write the CV table here")
+    ap.add_argument("--plot", default=None, help="--cv: also draw the CV figures into this PNG")
     ap.add_argument("--threads", type=int, default=0, help="--cv: torch threads for the embedding")
     ap.add_argument("--embedding-cache", default=None, help="--cv: embeddings cache (see fgrm train --help)")
     args = ap.parse_args(argv)
