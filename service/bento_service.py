@@ -114,12 +114,13 @@ class RewardService:
         labels: list[t.Any] | None = None,
         profile: str | None = None,
     ) -> OpenRLHFOut:
-        """OpenRLHF remote reward model: mixed total reward per query (= prompt + response)."""
-        from service.openrlhf import to_items
+        """OpenRLHF remote reward model: mixed total reward per query (= prompt + response), and
+        each feedback type's total in `extra_logs`."""
+        from service.openrlhf import extra_logs, to_items
 
         results = await self.engine.score(to_items(query, prompts), None, profile, transport="openrlhf")
         rewards = [r.mixed.total for r in results]
-        return {"rewards": rewards, "scores": rewards}
+        return {"rewards": rewards, "scores": rewards, "extra_logs": extra_logs(results, self.engine.type_names)}
 
 
 RewardService.add_asgi_middleware(ErrorBodyMiddleware)

@@ -78,7 +78,10 @@ def mix_result_pb(r: MixResult):
 
 
 def mix_item_from_pb(m):
-    comps = {name: Component(c.granularity, tuple((s.end, s.reward) for s in c.segments)) for name, c in m.types.items()}
+    comps = {name: Component(c.granularity, tuple((s.end, s.reward) for s in c.segments))
+             for name, c in m.scored.items()}  # a Score result's types, as returned
+    comps.update({name: Component(c.granularity, tuple((s.end, s.reward) for s in c.segments))
+                  for name, c in m.types.items()})
     return comps, _offsets(m.token_offsets, m.HasField("token_offsets"))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import threading
 import tomllib
-from bisect import bisect_right
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -112,26 +111,39 @@ def token_rewards(components: Mapping[str, Component], weights: Mapping[str, flo
     out = [0.0] * len(offsets)
     if not offsets:
         return out
-    starts = [s for s, _ in offsets]
     for name, w in weights.items():
         comp = components.get(name)
         if comp is None:
             continue
         for end, reward in comp.segments:
-            idx = len(offsets) - 1 if comp.granularity == "response" else token_at(offsets, starts, end - 1)
+            idx = len(offsets) - 1 if comp.granularity == "response" else token_at(offsets, end - 1)
             out[idx] += w * reward
     return out
 
 
-def token_at(offsets: Sequence[tuple[int, int]], starts: Sequence[int], char: int) -> int:
-    """Index of the token holding character `char`: the last token starting at or before it,
-    stepping back over zero-width tokens; a character in a gap goes to the token before it."""
-    j = bisect_right(starts, char) - 1
-    if j < 0:
-        return 0
-    while j > 0 and offsets[j][1] <= char and offsets[j - 1][1] > char:
-        j -= 1
-    return j
+def token_at(offsets: Sequence[tuple[int, int]], char: int) -> int:
+    """Index of the token that receives a reward placed at character `char`. The one rule,
+    written the same way in the client (`fgrm_client.align.token_for_char`; a shared table of
+    cases and a property test hold the two equal):
+
+    - the last token whose span holds `char` (several hold it when byte-level BPE splits one
+      character over two tokens: the reward arrives once the character is complete);
+    - else (a gap between tokens) the last token starting at or before `char`;
+    - else the first token. Zero-width tokens (special tokens) never hold or receive anything
+      under the first two rules.
+    """
+    holder = before = -1
+    for i, (s, e) in enumerate(offsets):
+        if s >= e:
+            continue
+        if s > char:
+            break  # starts never decrease (check_offsets): nothing later can hold or precede it
+        before = i
+        if char < e:
+            holder = i
+    if holder >= 0:
+        return holder
+    return before if before >= 0 else 0
 
 
 def check_offsets(offsets: object, field: str, text_len: int | None) -> tuple[tuple[int, int], ...]:

@@ -1,11 +1,23 @@
-"""OpenRLHF remote reward model compatibility: ``{"query": [...], "prompts": [...]}`` -> items.
+"""OpenRLHF remote reward model compatibility: ``{"query": [...], "prompts": [...], "labels": [...]}`` -> items.
 
-OpenRLHF (`--remote_rm_url`) posts the full texts (`query` = prompt + response) with their
-prompts and reads back ``{"rewards": [...]}``, one scalar per query. The scalar here is the
-mixed total reward of the item (Σ_k w_k · total_k). QA-Feedback prompts have the form
-``question: Q context: wikipage: T text: P | wikipage: T2 text: P2 ...``; when a prompt has
-that form, the question and passages are parsed out of it so that the passage-aware feedback
-types see the evidence; any other prompt is used as the question.
+OpenRLHF (`--reward.remote_url`, formerly `--remote_rm_url`) posts the full texts (`query` =
+prompt + response, decoded from token ids) with the original prompts and reads back
+``{"rewards": [...], "scores": [...], "extra_logs": {name: [...]}}``, one value per query. The
+reward here is the item's mixed total (Σ_k w_k · total_k); `extra_logs` carries each feedback
+type's total, which OpenRLHF logs per key. `labels` are accepted and not used.
+
+Finding the response in a query, as OpenRLHF really sends it:
+- the query usually starts with the prompt: the response is what follows;
+- but OpenRLHF left-truncates prompts longer than its budget (QA-Feedback prompts are 1,100 to
+  1,350 tokens), and decoding can change whitespace, so the query may start in the middle of
+  the prompt. Then the response follows the *last* place where the prompt's final words occur
+  in the query, matched with any whitespace between them;
+- only when neither works is the query refused, saying so.
+
+QA-Feedback prompts have the form ``question: Q context: wikipage: T text: P | wikipage: T2 ...``,
+also inside a chat template (``<|im_start|>user\\nquestion: ...<|im_end|>\\n<|im_start|>assistant\\n``);
+the question and passages are parsed out of them so the passage-aware feedback types see the
+evidence. Any other prompt is used as the question.
 """
 
 from __future__ import annotations
@@ -15,15 +27,25 @@ import re
 from service.domain import Item
 from service.errors import InvalidInput
 
-_QA = re.compile(r"^\s*question:\s*(?P<q>.*?)\s*context:\s*(?P<ctx>.*)$", re.DOTALL)
+_QA = re.compile(r"question:\s*(?P<q>.*?)\s*context:\s*(?P<ctx>.*)$", re.DOTALL)
 _PAGE = re.compile(r"wikipage:\s*(?P<title>.*?)\s*text:\s*(?P<text>.*)$", re.DOTALL)
+# chat-template markup: ChatML / Llama-3 role headers (with the role name), then any other
+# <|...|> token, [INST] tags and <s>/</s>
+_TEMPLATE = re.compile(r"<\|im_start\|>\s*\w+\s*|<\|start_header_id\|>\s*\w+\s*<\|end_header_id\|>\s*"
+                       r"|<\|[^<>|\s]{1,40}\|>|\[/?INST\]|</?s>")
+TAIL_WORDS = 12  # how many of the prompt's last words must be found in a query that does not start with it
+
+
+def strip_template(prompt: str) -> str:
+    return _TEMPLATE.sub("\n", prompt).strip()
 
 
 def parse_prompt(prompt: str) -> tuple[str, tuple[str, ...]]:
-    """(question, passages) of a QA-Feedback prompt; (prompt, ()) for any other prompt."""
-    m = _QA.match(prompt)
+    """(question, passages) of a QA-Feedback prompt, chat-templated or not; (prompt, ()) otherwise."""
+    plain = strip_template(prompt)
+    m = _QA.search(plain)
     if not m:
-        return prompt.strip(), ()
+        return plain, ()
     passages = []
     for chunk in re.split(r"\s*\|\s*(?=wikipage:)", m.group("ctx").strip()):
         page = _PAGE.match(chunk.strip())
@@ -38,6 +60,20 @@ def parse_prompt(prompt: str) -> tuple[str, tuple[str, ...]]:
     return m.group("q").strip(), tuple(passages)
 
 
+def locate_response(query: str, prompt: str) -> str | None:
+    """The response part of `query` (see the module docstring), or None when it cannot be found."""
+    if query.startswith(prompt):
+        return query[len(prompt):]
+    words = prompt.split()[-TAIL_WORDS:]
+    if not words:
+        return query
+    tail = re.compile(r"\s*".join(re.escape(w) for w in words))
+    last = None
+    for last in tail.finditer(query):
+        pass
+    return None if last is None else query[last.end():]
+
+
 def to_items(queries: list[str], prompts: list[str] | None) -> list[Item]:
     """One item per query; the response is what follows the prompt in the query."""
     if prompts is None:
@@ -46,9 +82,18 @@ def to_items(queries: list[str], prompts: list[str] | None) -> list[Item]:
         raise InvalidInput("prompts", f"{len(prompts)} prompts for {len(queries)} queries; they must pair up")
     items = []
     for i, (query, prompt) in enumerate(zip(queries, prompts)):
-        if not query.startswith(prompt):
-            raise InvalidInput(f"query[{i}]", "does not start with prompts[{0}]; OpenRLHF sends query = prompt + "
-                                              "response".format(i))
+        response = locate_response(query, prompt)
+        if response is None:
+            shown = " ".join(prompt.split()[-TAIL_WORDS:])[-120:]
+            raise InvalidInput(f"query[{i}]", f"neither starts with prompts[{i}] nor contains its last "
+                                              f"{TAIL_WORDS} words ({shown!r}), so the response cannot be "
+                                              "found; OpenRLHF sends query = prompt + response")
         question, passages = parse_prompt(prompt)
-        items.append(Item(query[len(prompt):], question, passages))
+        items.append(Item(response, question, passages))
     return items
+
+
+def extra_logs(results, type_names: list[str]) -> dict[str, list[float]]:
+    """Per-type totals, one list per feedback type (OpenRLHF logs each key)."""
+    return {f"fgrm/{name}": [float(r.types[name].total) if name in r.types else 0.0 for r in results]
+            for name in type_names}

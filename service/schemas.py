@@ -43,8 +43,11 @@ class ComponentIn(BaseModel):
         return Component(self.granularity, tuple((s.end, s.reward) for s in self.segments))
 
 
-class MixItemIn(_Strict):
-    types: dict[str, ComponentIn] = Field(..., description="Component rewards by feedback type, as /v1/score returned them.")
+class MixItemIn(BaseModel):
+    # a /v1/score result is accepted unchanged: its "mixed" and "token_rewards" are ignored
+    model_config = ConfigDict(extra="ignore")
+    types: dict[str, ComponentIn] = Field(..., description="Component rewards by feedback type, as /v1/score returned "
+                                                           "them (other keys of a result are ignored).")
     token_offsets: list[tuple[int, int]] | None = None
 
     def to_domain(self) -> tuple[dict[str, Component], list[tuple[int, int]] | None]:
@@ -103,3 +106,5 @@ class MixOut(BaseModel):
 class OpenRLHFOut(BaseModel):
     rewards: list[float]
     scores: list[float]
+    extra_logs: dict[str, list[float]] = Field(default_factory=dict,
+                                               description="fgrm/<type>: each feedback type's total per query")

@@ -191,6 +191,26 @@ def test_mix_reweights_without_rescoring(http, rpc):
     assert g.mixed.total == pytest.approx(mixed["mixed"]["total"])
 
 
+def test_score_results_post_unchanged_into_mix_on_both_transports(http, rpc):
+    """The round trip a trainer does: score once, re-weight later with the results as they came."""
+    weights = {"relevance": 0.5, "factuality": 2.0, "completeness": 1.0}
+    results = score_http(http, SAMPLES[:2])
+    rescored = score_http(http, SAMPLES[:2], weights=weights)
+    r = http.post("/v1/mix", json={"items": results, "weights": weights})  # "mixed" etc. ride along
+    assert r.status_code == 200, r.text
+    for got, want in zip(r.json()["results"], rescored):
+        assert got["mixed"]["total"] == pytest.approx(want["mixed"]["total"], abs=1e-9)
+        assert [e["end"] for e in got["mixed"]["events"]] == [e["end"] for e in want["mixed"]["events"]]
+        assert [e["reward"] for e in got["mixed"]["events"]] == \
+            pytest.approx([e["reward"] for e in want["mixed"]["events"]], abs=1e-9)
+    stub, _ = rpc
+    scored = stub.Score(pb2.ScoreRequest(items=[grpc_item(it) for it in SAMPLES[:2]]), timeout=60).results
+    mixed = stub.Mix(pb2.MixRequest(items=[pb2.MixItem(scored=r.types) for r in scored], weights=weights),
+                     timeout=30).results
+    for got, want in zip(mixed, rescored):
+        assert got.mixed.total == pytest.approx(want["mixed"]["total"], abs=1e-6)
+
+
 def test_profiles_list_and_use(http, rpc):
     r = http.put("/v1/profiles/relevance-only", json={"weights": {"factuality": 0, "completeness": 0}})
     assert r.status_code == 200, r.text
@@ -217,6 +237,29 @@ def test_openrlhf_endpoint(http):
     assert reward == pytest.approx(res["mixed"]["total"], abs=1e-5)
     bad = http.post("/v1/openrlhf", json={"query": ["something else"], "prompts": [prompt]})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "query[0]"
+
+
+def test_openrlhf_as_openrlhf_sends_it(http):
+    """OpenRLHF's request: batched query / prompts / labels, one prompt left-truncated (its first
+    words cut, whitespace changed by decoding), chat-templated prompts; per-type extra_logs back."""
+    s = SAMPLES[4]
+    prompt = f"question: {s['question']} context: " + " | ".join(
+        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in s["passages"])
+    chat = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+    words = prompt.split()
+    truncated = "  ".join(words[len(words) // 3:])  # left-truncated, and decoded with other spaces
+    body = {"query": [prompt + s["response"], truncated + s["response"], chat + s["response"]],
+            "prompts": [prompt, prompt, chat], "labels": ["", None, "gold"]}
+    r = http.post("/v1/openrlhf", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    [reference] = score_http(http, [s])
+    assert out["rewards"] == pytest.approx([reference["mixed"]["total"]] * 3, abs=1e-5)
+    assert out["scores"] == out["rewards"]
+    for name, t in reference["types"].items():
+        assert out["extra_logs"][f"fgrm/{name}"] == pytest.approx([t["total"]] * 3, abs=1e-5)
+    empty = http.post("/v1/openrlhf", json={"query": [], "prompts": [], "labels": []})
+    assert empty.status_code == 200 and empty.json()["rewards"] == []
 
 
 def test_grpc_feedback_types_health_and_reflection(rpc):

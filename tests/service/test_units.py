@@ -67,11 +67,11 @@ def test_token_rewards_segment_end_and_last_token():
 
 
 def test_token_at_gaps_and_zero_width_tokens():
+    # the full table, shared with the client, is tests/test_token_rule.py
     offsets = ((0, 3), (3, 3), (4, 8))
-    starts = [s for s, _ in offsets]
-    assert token_at(offsets, starts, 2) == 0
-    assert token_at(offsets, starts, 3) == 1  # the zero-width token at the gap
-    assert token_at(offsets, starts, 5) == 2
+    assert token_at(offsets, 2) == 0
+    assert token_at(offsets, 3) == 0  # a gap goes to the token before it; zero-width tokens never receive
+    assert token_at(offsets, 5) == 2
 
 
 def test_offsets_validation_names_the_pair():
@@ -110,6 +110,41 @@ def test_openrlhf_prompt_parsing():
     with pytest.raises(InvalidInput) as err:
         to_items(["a", "b"], ["a"])
     assert err.value.field == "prompts"
+
+
+QA_PROMPT = ("question: When does the new bunk'd come out? context: wikipage: Why Don't We text: Why Don't We\n\n"
+             "Why Don't We is an American pop band. | wikipage: Bunk'd text: Bunk'd\n\nBunk'd is a series "
+             "that premiered on July 31, 2015, and its fourth season premiered in 2019.")
+
+
+def test_openrlhf_finds_the_response_after_a_left_truncated_prompt():
+    from service.openrlhf import locate_response, to_items
+
+    # OpenRLHF cut the prompt's first tokens and decoding changed the whitespace
+    truncated = "Why Don't We is an American   pop band. | wikipage: Bunk'd text: Bunk'd\nBunk'd is a series that " \
+                "premiered on July 31, 2015, and its fourth season premiered in 2019."
+    query = truncated + " The new season came out in 2019."
+    assert locate_response(query, QA_PROMPT) == " The new season came out in 2019."
+    [item] = to_items([query], [QA_PROMPT])
+    assert item.question == "When does the new bunk'd come out?" and len(item.passages) == 2
+    with pytest.raises(InvalidInput) as err:
+        to_items(["an unrelated text"], [QA_PROMPT])
+    assert err.value.field == "query[0]" and "cannot be found" in err.value.message and "2019" in err.value.message
+
+
+def test_openrlhf_recognises_qa_prompts_inside_chat_templates():
+    from service.openrlhf import parse_prompt, to_items
+
+    for chat in (f"<|im_start|>user\n{QA_PROMPT}<|im_end|>\n<|im_start|>assistant\n",
+                 f"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{QA_PROMPT}<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                 f"<s>[INST] {QA_PROMPT} [/INST]"):
+        q, passages = parse_prompt(chat)
+        assert q == "When does the new bunk'd come out?", chat
+        assert passages[-1].endswith("premiered in 2019."), passages
+        [item] = to_items([chat + "In 2019."], [chat])
+        assert item.response == "In 2019." and item.passages == passages
+    assert to_items([], []) == []  # OpenRLHF's URLs 2..N get empty lists
 
 
 def test_split_many_equals_split_per_granularity():
