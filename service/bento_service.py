@@ -16,10 +16,11 @@ import logging
 import typing as t
 
 import bentoml
-from pydantic import Field
+from pydantic import Field, Strict, StrictFloat
 
 from service.config import Settings
-from service.http import ErrorBodyMiddleware, admin_routes, error_response, json_response
+from service.http import BodyLimitMiddleware, ErrorBodyMiddleware, admin_routes, error_response, json_response
+from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
 log = logging.getLogger("fgrm.service")
@@ -86,8 +87,9 @@ class RewardService:
     async def score(
         self,
         items: t.Annotated[list[ItemIn], Field(description="Responses to score, one result each, in order.")],
-        weights: t.Annotated[dict[str, float] | None, Field(description="Per-type weights; override the profile's.")] = None,
-        profile: t.Annotated[str | None, Field(description="Named weight profile (default: 'default').")] = None,
+        weights: t.Annotated[dict[str, StrictFloat] | None, Strict(),
+                             Field(description="Per-type weights; override the profile's.")] = None,
+        profile: t.Annotated[str | None, Strict(), Field(description="Named weight profile (default: 'default').")] = None,
     ) -> ScoreOut:
         """Per-segment rewards of every feedback type, their mix, and per-token rewards."""
         results = await self.engine.score([i.to_domain() for i in items], weights, profile, transport="http")
@@ -98,8 +100,8 @@ class RewardService:
     async def mix(
         self,
         items: list[MixItemIn],
-        weights: dict[str, float] | None = None,
-        profile: str | None = None,
+        weights: t.Annotated[dict[str, StrictFloat] | None, Strict()] = None,
+        profile: t.Annotated[str | None, Strict()] = None,
     ) -> MixOut:
         """Stateless re-weighting of component rewards as /v1/score returned them."""
         results = self.engine.mix([i.to_domain() for i in items], weights, profile, transport="http")
@@ -109,10 +111,10 @@ class RewardService:
     @json_api
     async def openrlhf(
         self,
-        query: list[str],
-        prompts: list[str] | None = None,
+        query: t.Annotated[list[str], Strict()],
+        prompts: t.Annotated[list[str] | None, Strict()] = None,
         labels: list[t.Any] | None = None,
-        profile: str | None = None,
+        profile: t.Annotated[str | None, Strict()] = None,
     ) -> OpenRLHFOut:
         """OpenRLHF remote reward model: mixed total reward per query (= prompt + response), and
         each feedback type's total in `extra_logs`."""
@@ -124,3 +126,6 @@ class RewardService:
 
 
 RewardService.add_asgi_middleware(ErrorBodyMiddleware)
+RewardService.add_asgi_middleware(OpenApiMiddleware, type_names=feedback_type_names(SETTINGS),
+                                  limits=request_limits(SETTINGS))
+RewardService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)

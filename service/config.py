@@ -87,6 +87,11 @@ class Settings:
     max_passage_chars: int = 50_000
     """Characters of all passages of one item together (env FGRM_MAX_PASSAGE_CHARS)."""
 
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Bytes of one HTTP request body; larger ones get 413 before they are read whole (env
+    FGRM_MAX_BODY_BYTES). The default holds 256 items of 20,000 characters with 50,000
+    characters of passages each, with room to spare."""
+
     torch_threads: int = 0
     """torch intra-op threads; 0 leaves torch's default (env FGRM_TORCH_THREADS)."""
 
@@ -131,7 +136,7 @@ class Settings:
         if self.max_batch_tokens < 0:
             raise ValueError(f"FGRM_MAX_BATCH_TOKENS must be >= 0 (0 = by device), got {self.max_batch_tokens}")
         for name in ("max_batch_rows", "max_queue_items", "max_items_per_request",
-                     "max_response_chars", "workers"):
+                     "max_response_chars", "max_body_bytes", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FGRM_{name.upper()} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.grpc_port < 65536 or not 0 <= self.http_port < 65536:

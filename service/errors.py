@@ -34,6 +34,18 @@ class InvalidInput(ServiceError):
         return {"kind": self.kind, "field": self.field, "message": self.message}
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body over `max_body_bytes`, refused before it is read whole (HTTP 413)."""
+
+    kind = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A form-encoded or multipart body where JSON is expected (HTTP 415)."""
+
+    kind = "unsupported_media_type"
+
+
 class Overloaded(ServiceError):
     """The bounded queue is full; the request was refused without doing any work."""
 
@@ -58,4 +70,5 @@ class BackendFailure(ServiceError):
     kind = "backend_failure"
 
 
-KINDS = tuple(cls.kind for cls in (InvalidInput, Overloaded, NotReady, Unauthorized, BackendFailure))
+KINDS = tuple(cls.kind for cls in (InvalidInput, PayloadTooLarge, UnsupportedMediaType, Overloaded, NotReady,
+                                  Unauthorized, BackendFailure))

@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import (BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError,
-                            Unauthorized)
+from service.errors import (BackendFailure, InvalidInput, NotReady, Overloaded, PayloadTooLarge, ServiceError,
+                            Unauthorized, UnsupportedMediaType)
 
 log = logging.getLogger("fgrm.http")
 
-STATUS = {InvalidInput: 400, Unauthorized: 401, Overloaded: 503, NotReady: 503, BackendFailure: 500}
+STATUS = {PayloadTooLarge: 413, UnsupportedMediaType: 415, InvalidInput: 400, Unauthorized: 401, Overloaded: 503, NotReady: 503, BackendFailure: 500}
 
 
 def _finite(x):
@@ -118,6 +118,56 @@ class ErrorBodyMiddleware:
             await error_response(exc)(scope, receive, send)
 
         await self.app(scope, receive, capture)
+
+
+class BodyLimitMiddleware:
+    """What a request body may be, checked before anything parses it. Over `max_bytes`: 413
+    with the error body, at once when Content-Length says so, else as soon as the streamed body
+    passes the limit (a body within the limit is buffered here and replayed to the app, so no
+    more than `max_bytes` of any request is ever held). Form-encoded or multipart: 415, because
+    BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _refuse(self, size: str, scope, receive, send) -> None:
+        exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
+        log.info("refused: %s", exc.message)
+        await error_response(exc)(scope, receive, send)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media.startswith(b"multipart/") or media == b"application/x-www-form-urlencoded":
+            exc = UnsupportedMediaType("body", f"content-type {media.decode('latin-1')[:60]!r}; send JSON "
+                                               "(content-type: application/json)")
+            return await error_response(exc)(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(length.decode(), scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(f"more than {self.max_bytes}", scope, receive, send)
+            if not message.get("more_body"):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: disconnect notices pass through
+
+        return await self.app(scope, replay, send)
 
 
 def admin_routes(get_engine, admin_token: str) -> Starlette:

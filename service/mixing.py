@@ -7,6 +7,7 @@ cheap, and `/v1/score` mixes with exactly the same code.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import tomllib
 from pathlib import Path
@@ -16,6 +17,8 @@ from service.domain import Component, Mixed, MixEvent
 from service.errors import InvalidInput
 
 DEFAULT_PROFILE = "default"
+MAX_PROFILE_NAME = 64
+PROFILE_NAME = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_PROFILE_NAME}}}")
 
 
 def check_weights(weights: Mapping[str, object], known: Sequence[str], field: str = "weights") -> dict[str, float]:
@@ -75,8 +78,10 @@ class Profiles:
 
     def put(self, name: str, weights: Mapping[str, object], field: str = "weights") -> dict[str, float]:
         """Create or replace a profile; types it does not name keep their configured default."""
-        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise InvalidInput("name", f"profile names are letters, digits, '-', '_' and '.', got {name!r}")
+        if not PROFILE_NAME.fullmatch(name):
+            shown = name[:40] + ("…" if len(name) > 40 else "")  # never echo a huge input back
+            raise InvalidInput("name", f"profile names are 1-{MAX_PROFILE_NAME} of A-Z a-z 0-9 '-' '_' '.', "
+                                       f"got {shown!r}")
         checked = check_weights(weights, self.types, field)
         with self._lock:
             full = {**self._configured, **checked}

@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.domain import Component, Item
 
 
+# strict: what the OpenAPI document says is what is accepted (no "1" for 1, no 1.5 for an
+# integer offset, no true for a weight); JSON integers still pass as floats
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ItemIn(_Strict):
@@ -29,13 +31,13 @@ class ItemIn(_Strict):
 
 
 class MixSegmentIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # /v1/score's segments (with start, text, p_error) are accepted as-is
+    model_config = ConfigDict(extra="ignore", strict=True)  # /v1/score's segments (with start, text, p_error) are accepted as-is
     end: int
     reward: float
 
 
 class ComponentIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # e.g. "total" from /v1/score
+    model_config = ConfigDict(extra="ignore", strict=True)  # e.g. "total" from /v1/score
     granularity: str
     segments: list[MixSegmentIn] = Field(default_factory=list)
 
@@ -45,7 +47,7 @@ class ComponentIn(BaseModel):
 
 class MixItemIn(BaseModel):
     # a /v1/score result is accepted unchanged: its "mixed" and "token_rewards" are ignored
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     types: dict[str, ComponentIn] = Field(..., description="Component rewards by feedback type, as /v1/score returned "
                                                            "them (other keys of a result are ignored).")
     token_offsets: list[tuple[int, int]] | None = None
