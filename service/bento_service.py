@@ -19,12 +19,39 @@ import bentoml
 from pydantic import Field, Strict, StrictFloat
 
 from service.config import Settings
-from service.http import BodyLimitMiddleware, ErrorBodyMiddleware, admin_routes, error_response, json_response
+from service.http import ApiKeyMiddleware, BodyLimitMiddleware, ErrorBodyMiddleware, admin_routes, error_response, json_response
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
 log = logging.getLogger("fgrm.service")
 SETTINGS = Settings.from_env()
+
+
+def exposure(settings: Settings) -> str:
+    """The start-up line that says what is open, to whom."""
+    grpc = f", gRPC {settings.grpc_host}:{settings.grpc_port}" if settings.grpc_port else ""
+    where = f"HTTP {settings.http_host}:{settings.http_port}{grpc}"
+    scoring = ("scoring needs the API key" if settings.api_key
+               else f"scoring is OPEN to anyone who can reach {where} (set --api-key-file to require a key)")
+    profiles = ("profile writes need the admin token" if settings.admin_token
+                else "profile writes are DISABLED (set --admin-token-file to allow them)")
+    return f"fgrm: {scoring}; {profiles}"
+
+
+class QuietValidation(logging.Filter):
+    """BentoML logs every request that fails validation as an ERROR with a ~2 KB traceback; those
+    are the caller's mistakes, answered with a 400 that names the field. One INFO line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "ValidationError":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "rejected by validation: " + str(record.msg)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(QuietValidation())
 
 
 def json_api(func):
@@ -61,6 +88,7 @@ class RewardService:
             log.warning("unknown FGRM_* settings ignored: %s", ", ".join(sorted(SETTINGS.extra)))
         self.settings = SETTINGS
         self.engine = ScoringEngine(SETTINGS)
+        log.warning("%s", exposure(SETTINGS))
         self.grpc_server = None
         self.grpc_port: int | None = None
 
@@ -71,7 +99,8 @@ class RewardService:
         from service import grpc_server
 
         self.grpc_server, self.grpc_port = await grpc_server.start(
-            self.engine, self.settings.grpc_host, self.settings.grpc_port, reuse_port=self.settings.workers > 1)
+            self.engine, self.settings.grpc_host, self.settings.grpc_port, reuse_port=self.settings.workers > 1,
+            api_key=self.settings.api_key)
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
@@ -118,9 +147,13 @@ class RewardService:
     ) -> OpenRLHFOut:
         """OpenRLHF remote reward model: mixed total reward per query (= prompt + response), and
         each feedback type's total in `extra_logs`."""
-        from service.openrlhf import extra_logs, to_items
+        from service.errors import InvalidInput
+        from service.openrlhf import as_openrlhf_error, extra_logs, to_items
 
-        results = await self.engine.score(to_items(query, prompts), None, profile, transport="openrlhf")
+        try:
+            results = await self.engine.score(to_items(query, prompts), None, profile, transport="openrlhf")
+        except InvalidInput as exc:
+            raise as_openrlhf_error(exc) from None
         rewards = [r.mixed.total for r in results]
         return {"rewards": rewards, "scores": rewards, "extra_logs": extra_logs(results, self.engine.type_names)}
 
@@ -128,4 +161,5 @@ class RewardService:
 RewardService.add_asgi_middleware(ErrorBodyMiddleware)
 RewardService.add_asgi_middleware(OpenApiMiddleware, type_names=feedback_type_names(SETTINGS),
                                   limits=request_limits(SETTINGS))
+RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
 RewardService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)

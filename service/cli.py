@@ -27,6 +27,11 @@ def serve_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runtime", default=None, help=f"auto | torch | onnx | onnx-int8 (default {d.runtime})")
     ap.add_argument("--feedback-types", default=None, help="feedback types TOML (default: the shipped one)")
     ap.add_argument("--profiles", default=None, help="weight profiles TOML")
+    ap.add_argument("--admin-token-file", default=None,
+                    help="file holding the admin token that PUT /v1/profiles needs (without one, profile writes "
+                         "are refused)")
+    ap.add_argument("--api-key-file", default=None,
+                    help="file holding an API key that scoring needs (HTTP Bearer, gRPC metadata); default: open")
     return ap
 
 
@@ -34,7 +39,7 @@ def serve_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """The `bentoml serve` command line and environment for `fgrm serve argv`."""
     args = serve_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    for key in ("feedback_types", "profiles"):
+    for key in ("feedback_types", "profiles", "admin_token_file", "api_key_file"):
         if key in overrides:
             overrides[key] = Path(overrides[key]).resolve()
     settings = Settings.from_env(os.environ, **overrides)
@@ -43,6 +48,11 @@ def serve_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # BentoML keeps its Prometheus multiprocess files in $BENTOML_HOME/prometheus_multiproc_dir and
+    # empties it at start-up: a second server sharing that home wiped the first one's fgrm_*
+    # metrics. One home per HTTP port (two servers cannot share a port) keeps them apart.
+    home = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml")
+    env["BENTOML_HOME"] = str(home / f"fgrm-{settings.http_port}")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--working-dir", str(REPO_ROOT),
            "--host", settings.http_host, "--port", str(settings.http_port)]

@@ -32,9 +32,22 @@ class Settings:
     "default" is the feedback types' configured weights unless a file redefines it; types a
     profile does not name keep their configured weight (env FGRM_PROFILES)."""
 
-    admin_token: str = ""
-    """When set, ``PUT /v1/profiles/{name}`` needs ``Authorization: Bearer <token>``; when empty
-    profiles are editable by anyone who can reach the port (env FGRM_ADMIN_TOKEN)."""
+    admin_token: str = field(default="", repr=False)
+    """``PUT /v1/profiles/{name}`` needs ``Authorization: Bearer <token>``; when empty (the
+    default) profile writes are refused: closed unless someone chose to open them (env
+    FGRM_ADMIN_TOKEN)."""
+
+    admin_token_file: Path | None = None
+    """File whose content (stripped) is the admin token, so it stays out of shell history and
+    process listings (env FGRM_ADMIN_TOKEN_FILE, `fgrm serve --admin-token-file`)."""
+
+    api_key: str = field(default="", repr=False)
+    """When set, every /v1 request except profile writes needs ``Authorization: Bearer <key>``
+    over HTTP and the metadata ``authorization: Bearer <key>`` over gRPC (health, metrics and
+    the docs stay open); when empty scoring is open to whoever reaches the ports (env FGRM_API_KEY)."""
+
+    api_key_file: Path | None = None
+    """File whose content (stripped) is the API key (env FGRM_API_KEY_FILE, `fgrm serve --api-key-file`)."""
 
     http_host: str = "127.0.0.1"
     """HTTP bind address, used by `fgrm serve` (env FGRM_HTTP_HOST)."""
@@ -114,6 +127,10 @@ class Settings:
                 continue
             values[name] = _parse(name, known[name], raw)
         values.update(overrides)
+        for secret in ("admin_token", "api_key"):
+            path = values.get(f"{secret}_file")
+            if path and not values.get(secret):
+                values[secret] = _read_secret(Path(path), f"{ENV_PREFIX}{secret.upper()}_FILE")
         settings = cls(**values, extra=extra)
         settings.check()
         return settings
@@ -141,6 +158,16 @@ class Settings:
                 raise ValueError(f"FGRM_{name.upper()} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.grpc_port < 65536 or not 0 <= self.http_port < 65536:
             raise ValueError("ports must be in 0..65535")
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{what}={path}: cannot read it ({exc.strerror})") from None
+    if not value:
+        raise ValueError(f"{what}={path}: the file is empty")
+    return value
 
 
 def _parse(name: str, f: dataclasses.Field, raw: str):

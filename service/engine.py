@@ -21,8 +21,8 @@ from typing import Mapping, Sequence
 from service.batching import Batcher, RunForward, plan
 from service.config import Settings, batch_token_budget
 from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixResult, TypeResult
-from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError
-from service.mixing import Profiles, check_offsets, mix, token_rewards
+from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, quote
+from service.mixing import MAX_REWARD, Profiles, check_offsets, mix, token_rewards
 from service.scorers import Prepared
 
 log = logging.getLogger("fgrm.engine")
@@ -280,15 +280,17 @@ class ScoringEngine:
         for name, comp in components.items():
             where = f"{field}.{name}"
             if name not in self._type_of:
-                raise InvalidInput(where, f"unknown feedback type {name!r}; known types: {', '.join(self.type_names)}")
+                raise InvalidInput(where, f"unknown feedback type {quote(name)}; known types: "
+                                          f"{', '.join(self.type_names)}")
             if comp.granularity not in GRANULARITIES:
                 raise InvalidInput(f"{where}.granularity", f"must be one of {', '.join(GRANULARITIES)}, "
-                                                           f"got {comp.granularity!r}")
+                                                           f"got {quote(comp.granularity)}")
             for j, (end, reward) in enumerate(comp.segments):
                 if end < 0:
                     raise InvalidInput(f"{where}.segments[{j}].end", f"must be >= 0, got {end}")
-                if not math.isfinite(reward):
-                    raise InvalidInput(f"{where}.segments[{j}].reward", f"must be a finite number, got {reward}")
+                if not math.isfinite(reward) or abs(reward) > MAX_REWARD:
+                    raise InvalidInput(f"{where}.segments[{j}].reward",
+                                       f"must be a finite number within ±{MAX_REWARD:g}, got {reward:g}")
             out[name] = comp
         return out
 

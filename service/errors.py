@@ -8,6 +8,21 @@ field or the limit that was hit, and never carry a traceback.
 from __future__ import annotations
 
 
+# Errors quote what was wrong, and inputs can be huge: a field path or message is cut to a prefix
+# so that no error body (or gRPC status, whose metadata has a size limit) echoes a request back.
+MAX_FIELD = 120
+MAX_MESSAGE = 600
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(value: object, limit: int = 40) -> str:
+    """repr() of a caller's value for an error message, cut to a short prefix."""
+    return repr(clip(value, limit)) if isinstance(value, str) else clip(repr(value), limit)
+
+
 class ServiceError(Exception):
     """Base class. `kind` is the stable, machine-readable name sent to clients."""
 
@@ -27,7 +42,8 @@ class InvalidInput(ServiceError):
     kind = "invalid_input"
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+        field = clip(field, MAX_FIELD)
+        super().__init__(clip(f"{field}: {message}", MAX_MESSAGE))
         self.field = field
 
     def as_dict(self) -> dict:
@@ -64,6 +80,12 @@ class Unauthorized(ServiceError):
     kind = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    """An operation this server has switched off (profile writes without an admin token)."""
+
+    kind = "forbidden"
+
+
 class BackendFailure(ServiceError):
     """The model runtime failed. The cause goes to the server log, not to the client."""
 
@@ -71,4 +93,4 @@ class BackendFailure(ServiceError):
 
 
 KINDS = tuple(cls.kind for cls in (InvalidInput, PayloadTooLarge, UnsupportedMediaType, Overloaded, NotReady,
-                                  Unauthorized, BackendFailure))
+                                  Unauthorized, Forbidden, BackendFailure))

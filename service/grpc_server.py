@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.domain import Component, Item, ItemResult, Mixed, MixResult, TypeResult
-from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, Unauthorized
+from service.errors import BackendFailure, Forbidden, InvalidInput, NotReady, Overloaded, ServiceError, Unauthorized
 from service.proto import stubs
 
 log = logging.getLogger("fgrm.grpc")
@@ -28,6 +28,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 CODES = {InvalidInput: grpc.StatusCode.INVALID_ARGUMENT, Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
          NotReady: grpc.StatusCode.UNAVAILABLE, Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
+         Forbidden: grpc.StatusCode.PERMISSION_DENIED,
          BackendFailure: grpc.StatusCode.INTERNAL}
 
 
@@ -39,7 +40,8 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException):
     code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
     metadata = [("fgrm-error-kind", exc.kind)]
     if isinstance(exc, InvalidInput):
-        metadata.append(("fgrm-field", exc.field))
+        # metadata values must be printable ASCII: escape whatever the caller put in a field name
+        metadata.append(("fgrm-field", exc.field.encode("ascii", "backslashreplace").decode("ascii")))
     await context.abort(code, exc.message, trailing_metadata=tuple(metadata))
 
 
@@ -116,16 +118,82 @@ class RewardServicer(pb2_grpc.RewardServiceServicer):
                                                   for k, v in self.engine.profiles.all().items()])
 
 
-async def start(engine, host: str, port: int, reuse_port: bool) -> tuple[grpc.aio.Server, int]:
+class Malformed:
+    """What the lenient deserializer returns for bytes that are not the expected message."""
+
+    def __init__(self, message_name: str):
+        self.message_name = message_name
+
+
+def _lenient(message_cls):
+    """grpc's generated handlers deserialize with `FromString`, and a DecodeError there (bad
+    bytes, invalid UTF-8 in a string field) reaches the caller as UNKNOWN with an internal class
+    name. Here it becomes a `Malformed` request, which the method refuses as INVALID_ARGUMENT."""
+
+    def parse(data: bytes):
+        try:
+            return message_cls.FromString(data)
+        except Exception:  # noqa: BLE001 - DecodeError, or invalid UTF-8, by protobuf backend
+            return Malformed(message_cls.DESCRIPTOR.full_name)
+
+    return parse
+
+
+def _refusing_malformed(method):
+    async def handler(request, context):
+        if isinstance(request, Malformed):
+            await abort(context, InvalidInput("request", f"is not a valid {request.message_name} message "
+                                                         "(malformed protobuf, or invalid UTF-8 in a string field)"))
+        return await method(request, context)
+
+    return handler
+
+
+def rpc_handlers(servicer: RewardServicer) -> grpc.GenericRpcHandler:
+    """The RewardService methods, registered like the generated code does, but with lenient
+    request parsing (see `_lenient`)."""
+    methods = {"Score": (pb2.ScoreRequest, pb2.ScoreResponse), "Mix": (pb2.MixRequest, pb2.MixResponse),
+               "ListFeedbackTypes": (pb2.ListFeedbackTypesRequest, pb2.ListFeedbackTypesResponse),
+               "ListProfiles": (pb2.ListProfilesRequest, pb2.ListProfilesResponse)}
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        name: grpc.unary_unary_rpc_method_handler(_refusing_malformed(getattr(servicer, name)),
+                                                  request_deserializer=_lenient(req),
+                                                  response_serializer=resp.SerializeToString)
+        for name, (req, resp) in methods.items()})
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """With an API key configured, RewardService calls need the metadata `authorization: Bearer
+    <key>` (UNAUTHENTICATED otherwise); health and reflection stay open, as /livez does."""
+
+    def __init__(self, api_key: str):
+        self.api_key = api_key
+
+    async def intercept_service(self, continuation, details):
+        if details.method.startswith(f"/{SERVICE_NAME}/"):
+            from service.http import bearer_matches
+
+            header = dict(details.invocation_metadata or ()).get("authorization")
+            if not bearer_matches(header, self.api_key):
+                return grpc.unary_unary_rpc_method_handler(self._deny)
+        return await continuation(details)
+
+    @staticmethod
+    async def _deny(request, context):
+        await abort(context, Unauthorized("this server needs the metadata 'authorization: Bearer <API key>'"))
+
+
+async def start(engine, host: str, port: int, reuse_port: bool,
+                api_key: str = "") -> tuple[grpc.aio.Server, int]:
     """Start serving on host:port (port 0: any free port); returns (server, bound port).
 
     `reuse_port` (several workers) lets every worker bind the same port; the kernel spreads
     connections over them. With one worker it is off, so a taken port fails loudly.
     """
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0),
+    server = grpc.aio.server(interceptors=[ApiKeyInterceptor(api_key)] if api_key else None, options=[("grpc.so_reuseport", 1 if reuse_port else 0),
                                       ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-    pb2_grpc.add_RewardServiceServicer_to_server(RewardServicer(engine), server)
+    server.add_generic_rpc_handlers((rpc_handlers(RewardServicer(engine)),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

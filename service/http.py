@@ -11,21 +11,23 @@ raised before our handler runs) are rewritten into the same shape by `ErrorBodyM
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import re
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import (BackendFailure, InvalidInput, NotReady, Overloaded, PayloadTooLarge, ServiceError,
-                            Unauthorized, UnsupportedMediaType)
+from service.errors import (BackendFailure, Forbidden, InvalidInput, NotReady, Overloaded, PayloadTooLarge,
+                            ServiceError, Unauthorized, UnsupportedMediaType)
 
 log = logging.getLogger("fgrm.http")
 
-STATUS = {PayloadTooLarge: 413, UnsupportedMediaType: 415, InvalidInput: 400, Unauthorized: 401, Overloaded: 503, NotReady: 503, BackendFailure: 500}
+STATUS = {PayloadTooLarge: 413, UnsupportedMediaType: 415, InvalidInput: 400, Unauthorized: 401, Forbidden: 403, Overloaded: 503, NotReady: 503, BackendFailure: 500}
 
 
 def _finite(x):
@@ -120,6 +122,23 @@ class ErrorBodyMiddleware:
         await self.app(scope, receive, capture)
 
 
+MAX_JSON_DEPTH = 32  # our deepest request (items[].types.<t>.segments[]) is 5 levels
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest nesting of [ and { in a JSON text, strings ignored; counted with numpy so a
+    32 MiB body costs milliseconds. Python's json parser recurses per level: a body of 1,000
+    nested lists raised RecursionError (a 500, and a dropped keep-alive connection)."""
+    import numpy as np
+
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    if not skeleton.size:
+        return 0
+    step = (np.isin(skeleton, (0x5B, 0x7B)).astype(np.int32) - np.isin(skeleton, (0x5D, 0x7D)).astype(np.int32))
+    return int(np.cumsum(step).max(initial=0))
+
+
 class BodyLimitMiddleware:
     """What a request body may be, checked before anything parses it. Over `max_bytes`: 413
     with the error body, at once when Content-Length says so, else as soon as the streamed body
@@ -158,16 +177,50 @@ class BodyLimitMiddleware:
                 return await self._refuse(f"more than {self.max_bytes}", scope, receive, send)
             if not message.get("more_body"):
                 break
+        body = b"".join(chunks)
+        # a large body is measured off the event loop (~1 s for 30 MB), so gRPC and other
+        # requests of this worker keep going meanwhile
+        depth = json_depth(body) if len(body) < 1 << 20 else \
+            await asyncio.get_running_loop().run_in_executor(None, json_depth, body)
+        if depth > MAX_JSON_DEPTH:
+            exc = InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            log.info("refused: %s", exc.message)
+            return await error_response(exc)(scope, receive, send)
         replayed = False
 
         async def replay():
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: disconnect notices pass through
 
         return await self.app(scope, replay, send)
+
+
+def bearer_matches(header: str | None, secret: str) -> bool:
+    """`Authorization: Bearer <secret>`, compared in constant time."""
+    import hmac
+
+    return bool(header) and hmac.compare_digest(header.encode(), f"Bearer {secret}".encode())
+
+
+class ApiKeyMiddleware:
+    """With an API key configured, /v1 requests need `Authorization: Bearer <key>` (401 with the
+    error body otherwise). Profile writes are exempt: they need the admin token instead."""
+
+    def __init__(self, app, api_key: str):
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope, receive, send):
+        if (not self.api_key or scope["type"] != "http" or not scope["path"].startswith("/v1/")
+                or (scope.get("method") == "PUT" and scope["path"].startswith("/v1/profiles/"))):
+            return await self.app(scope, receive, send)
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        if not bearer_matches(header, self.api_key):
+            exc = Unauthorized("this server needs 'Authorization: Bearer <API key>' (fgrm serve --api-key-file)")
+            return await error_response(exc)(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 def admin_routes(get_engine, admin_token: str) -> Starlette:
@@ -181,7 +234,10 @@ def admin_routes(get_engine, admin_token: str) -> Starlette:
 
     async def put_profile(request: Request) -> Response:
         try:
-            if admin_token and request.headers.get("authorization", "") != f"Bearer {admin_token}":
+            if not admin_token:
+                raise Forbidden("profile writes are disabled on this server: start it with an admin token "
+                                "(fgrm serve --admin-token-file PATH, or FGRM_ADMIN_TOKEN)")
+            if not bearer_matches(request.headers.get("authorization"), admin_token):
                 raise Unauthorized("PUT /v1/profiles needs 'Authorization: Bearer <admin token>' (FGRM_ADMIN_TOKEN)")
             try:
                 body = json.loads(await request.body() or b"null")

@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from service.domain import Component, Mixed, MixEvent
-from service.errors import InvalidInput
+from service.errors import InvalidInput, clip, quote
 
 DEFAULT_PROFILE = "default"
+# Bounds that keep every mixed total finite in float64 (JSON has no Infinity): |w · r| <= 1e12
+# per segment, and no request carries 1e290 segments.
+MAX_WEIGHT = 1e6
+MAX_REWARD = 1e6
 MAX_PROFILE_NAME = 64
+MAX_PROFILES = 256
 PROFILE_NAME = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_PROFILE_NAME}}}")
 
 
@@ -27,14 +32,14 @@ def check_weights(weights: Mapping[str, object], known: Sequence[str], field: st
     for name, value in weights.items():
         where = f"{field}.{name}"
         if name not in known:
-            raise InvalidInput(where, f"unknown feedback type {name!r}; known types: {', '.join(known)}")
+            raise InvalidInput(where, f"unknown feedback type {quote(name)}; known types: {', '.join(known)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInput(where, f"weight must be a number, got {type(value).__name__}")
         value = float(value)
         if math.isnan(value) or math.isinf(value):
             raise InvalidInput(where, f"weight must be a finite number, got {value}")
-        if value < 0:
-            raise InvalidInput(where, f"weight must be >= 0, got {value}")
+        if value < 0 or value > MAX_WEIGHT:
+            raise InvalidInput(where, f"weight must be in [0, {MAX_WEIGHT:g}], got {value:g}")
         out[name] = value
     return out
 
@@ -73,17 +78,20 @@ class Profiles:
     def get(self, name: str, field: str = "profile") -> dict[str, float]:
         with self._lock:
             if name not in self._profiles:
-                raise InvalidInput(field, f"unknown profile {name!r}; known profiles: {', '.join(self._profiles)}")
+                raise InvalidInput(field, f"unknown profile {quote(name)}; known profiles: "
+                                          f"{clip(', '.join(self._profiles), 400)}")
             return dict(self._profiles[name])
 
     def put(self, name: str, weights: Mapping[str, object], field: str = "weights") -> dict[str, float]:
         """Create or replace a profile; types it does not name keep their configured default."""
         if not PROFILE_NAME.fullmatch(name):
-            shown = name[:40] + ("…" if len(name) > 40 else "")  # never echo a huge input back
             raise InvalidInput("name", f"profile names are 1-{MAX_PROFILE_NAME} of A-Z a-z 0-9 '-' '_' '.', "
-                                       f"got {shown!r}")
+                                       f"got {quote(name)}")
         checked = check_weights(weights, self.types, field)
         with self._lock:
+            if name not in self._profiles and len(self._profiles) >= MAX_PROFILES:
+                raise InvalidInput("name", f"this server already holds {MAX_PROFILES} profiles (the limit); "
+                                           "replace one instead")
             full = {**self._configured, **checked}
             self._profiles[name] = full
             return dict(full)
@@ -162,7 +170,7 @@ def check_offsets(offsets: object, field: str, text_len: int | None) -> tuple[tu
         where = f"{field}[{j}]"
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or \
                 not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-            raise InvalidInput(where, f"must be a [start, end] pair of integers, got {pair!r}")
+            raise InvalidInput(where, f"must be a [start, end] pair of integers, got {quote(pair)}")
         start, end = pair
         if start < 0 or end < start:
             raise InvalidInput(where, f"needs 0 <= start <= end, got [{start}, {end}]")

@@ -5,7 +5,7 @@ routes of our mounted Starlette app, sets `info.version` to "None" when no bento
 exists, and renders optional parameters (`"profile": null` is accepted) as non-nullable. This
 module patches the generated document once per request of `/docs.json` (an ASGI middleware),
 so the document always follows the code it describes: the one error body of service.http with
-its statuses (400, 401, 413, 415, 500, 503), every route, the package version, nullability as
+its statuses (400, 401, 403, 413, 415, 500, 503), every route, the package version, nullability as
 accepted. tests/service/test_openapi.py runs schemathesis against it.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ _REF = {"$ref": "#/components/schemas/ErrorBody"}
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
 ERRORS = {
     "400": "Invalid input: the field and why",
+    "401": "The server requires an API key (Authorization: Bearer <key>) and none or a wrong one came",
     "413": "Request body over max_body_bytes",
     "415": "Form-encoded or multipart body: send JSON",
     "500": "Backend failure (details in the server log only)",
@@ -75,12 +76,12 @@ ADMIN_PATHS = {
     "/v1/feedback-types": {"get": {
         "summary": "Feedback types, their granularity, default weight, model version and runtime",
         "operationId": "fgrm__feedback_types", "tags": ["Service APIs"],
-        "responses": {"200": _json({"type": "object", "required": ["types"],
+        "responses": {**_errors(["401"]), "200": _json({"type": "object", "required": ["types"],
                                     "properties": {"types": {"type": "array", "items": FEEDBACK_TYPE}}})}}},
     "/v1/profiles": {"get": {
         "summary": "Named weight profiles (complete over the feedback types)",
         "operationId": "fgrm__profiles", "tags": ["Service APIs"],
-        "responses": {"200": _json({"type": "object", "required": ["profiles"],
+        "responses": {**_errors(["401"]), "200": _json({"type": "object", "required": ["profiles"],
                                     "properties": {"profiles": {"type": "object", "additionalProperties": WEIGHTS}}})}}},
     "/v1/profiles/{name}": {"put": {
         "summary": "Create or replace a weight profile (Authorization: Bearer <admin token> when one is set)",
@@ -92,6 +93,8 @@ ADMIN_PATHS = {
         "responses": {"200": _json({"type": "object", "required": ["name", "weights"],
                                     "properties": {"name": {"type": "string"}, "weights": WEIGHTS}}),
                       "401": {"description": "Missing or wrong admin token",
+                              "content": {"application/json": {"schema": _REF}}},
+                      "403": {"description": "Profile writes are disabled: the server has no admin token",
                               "content": {"application/json": {"schema": _REF}}},
                       **_errors(["400", "413", "415", "500"])}}},
 }
@@ -174,7 +177,7 @@ def patch(doc: dict, version: str, type_names: list[str] | None = None, limits: 
                 _nullable_defaults(op["requestBody"])
             responses = op.setdefault("responses", {})
             responses.pop("404", None)  # BentoML's generic entry: these routes exist
-            responses.update(_errors(["400", "413", "415", "500", "503"]))
+            responses.update(_errors(["400", "401", "413", "415", "500", "503"]))
     _nullable_defaults(schemas)
     doc["paths"].update(copy.deepcopy(ADMIN_PATHS))
     if type_names:

@@ -97,3 +97,10 @@ def extra_logs(results, type_names: list[str]) -> dict[str, list[float]]:
     """Per-type totals, one list per feedback type (OpenRLHF logs each key)."""
     return {f"fgrm/{name}": [float(r.types[name].total) if name in r.types else 0.0 for r in results]
             for name in type_names}
+
+
+def as_openrlhf_error(exc: InvalidInput) -> InvalidInput:
+    """The engine names items (`items[3].response`); an OpenRLHF caller sent `query[3]`."""
+    field = re.sub(r"^items(\[\d+\])?(\.response)?", lambda m: "query" + (m.group(1) or ""), exc.field)
+    message = exc.message.split(": ", 1)[1] if ": " in exc.message else exc.message
+    return type(exc)(field, message)

@@ -23,6 +23,7 @@ import pytest
 from service import launch
 from service.launch import REPO, ServiceHandle, free_port  # noqa: F401 - re-exported for tests
 
+ADMIN_TOKEN = "test-admin-token"  # profile writes are refused without one (closed by default)
 TEST_VARIABLES = (("FGRM_TEST_FEEDBACK_TYPES", "feedback_types"), ("FGRM_TEST_RUNTIME", "runtime"))
 
 
@@ -41,5 +42,6 @@ def fgrm_service(tmp_path_factory):
     Its token budget is the GPU one (8192) on purpose: these tests exercise cross-request
     batching (shared passes, batch invariance), which the CPU default of 512 tokens mostly
     turns off for ~470-token QA-Feedback inputs."""
-    with start_service(tmp_path_factory.mktemp("fgrm-service"), max_batch_tokens="8192") as handle:
+    with start_service(tmp_path_factory.mktemp("fgrm-service"), max_batch_tokens="8192",
+                       admin_token=ADMIN_TOKEN) as handle:
         yield handle

@@ -1,0 +1,162 @@
+"""Hostile and careless input against the real service, one test per finding of the hardening
+review (issue 8): no 5xx from input, nothing echoed back whole, closed by default, quiet logs."""
+
+from __future__ import annotations
+
+import socket
+
+import grpc
+import httpx
+import pytest
+
+from service.proto import stubs
+from tests.conftest import start_service
+
+pb2, pb2_grpc = stubs()
+KEY = "test-api-key"
+ITEM = {"response": "One thing here, and more words follow. Another sentence, with some words."}
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    """A service with an API key and no admin token."""
+    with start_service(tmp_path_factory.mktemp("locked"), api_key=KEY) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def http(fgrm_service):
+    with httpx.Client(base_url=fgrm_service.base_url, timeout=60.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def channel(fgrm_service):
+    with grpc.insecure_channel(fgrm_service.grpc_target) as ch:
+        yield ch
+
+
+def _error(r: httpx.Response, status: int, field: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    if field is not None:
+        assert err["field"] == field, err
+    return err
+
+
+def test_huge_but_finite_weights_and_rewards_are_refused_not_overflowed(http, channel):
+    r = http.post("/v1/score", json={"items": [ITEM], "weights": {"relevance": 1e308, "factuality": 1e308}})
+    assert "[0, 1e+06]" in _error(r, 400, "weights.relevance")["message"]
+    comps = {"relevance": {"granularity": "sub-sentence", "segments": [{"end": 5, "reward": 1e308}]}}
+    r = http.post("/v1/mix", json={"items": [{"types": comps}], "weights": {"relevance": 1e6}})
+    _error(r, 400, "items[0].types.relevance.segments[0].reward")
+    stub = pb2_grpc.RewardServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(pb2.ScoreRequest(items=[pb2.Item(response=ITEM["response"])], weights={"relevance": 1e308}),
+                   timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_deeply_nested_json_is_a_400_and_the_connection_lives_on(http):
+    body = '{"items": ' + "[" * 1000 + "]" * 1000 + "}"
+    r = http.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    assert "nested deeper" in _error(r, 400, "body")["message"]
+    r = http.put("/v1/profiles/x", content=body, headers={"content-type": "application/json"})
+    _error(r, 400, "body")
+    assert http.post("/v1/score", json={"items": [ITEM]}).status_code == 200  # same keep-alive client
+
+
+def test_malformed_protobuf_and_invalid_utf8_are_invalid_argument_without_internal_names(channel):
+    raw = channel.unary_unary("/fgrm.v1.RewardService/Score", request_serializer=lambda b: b,
+                              response_deserializer=lambda b: b)
+    # field 1 (items), length 5, holding field 3 (response) with two bytes that are not UTF-8
+    bad_utf8 = b"\x0a\x04\x1a\x02\xff\xfe"
+    for payload in (b"\xff\xff\xff\xff", bad_utf8):
+        with pytest.raises(grpc.RpcError) as err:
+            raw(payload, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        assert "class" not in err.value.details() and "fgrm.v1.ScoreRequest" in err.value.details()
+
+
+def test_long_inputs_are_not_echoed_back(http, channel):
+    name = "p" * 20_000
+    err = _error(http.post("/v1/score", json={"items": [ITEM], "profile": name}), 400, "profile")
+    assert len(err["message"]) < 300
+    stub = pb2_grpc.RewardServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as rpc_err:  # was RESOURCE_EXHAUSTED: the status overflowed its metadata
+        stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="Hi.")], profile=name), timeout=30)
+    assert rpc_err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and len(rpc_err.value.details()) < 300
+    weird = "é" * 5000
+    err = _error(http.post("/v1/score", json={"items": [ITEM], "weights": {weird: 1.0}}), 400)
+    assert len(err["field"]) <= 120 and len(err["message"]) < 400
+
+
+def test_oversized_and_form_bodies_are_refused_before_parsing(fgrm_service, http):
+    # a client announcing 64 MiB gets its 413 before it has sent them (raw socket: no client sends a lie)
+    host, port = fgrm_service.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 67108864\r\n\r\n{\"items\": [")
+        head = sock.recv(65536).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413") and "payload_too_large" in head
+    chunks = (b" " * (1024 * 1024) for _ in range(40))  # chunked: no Content-Length to trust
+    r = http.post("/v1/score", content=chunks, headers={"content-type": "application/json"})
+    assert _error(r, 413, "body")["kind"] == "payload_too_large"
+    r = http.post("/v1/score", content=b"items=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert _error(r, 415, "body")["kind"] == "unsupported_media_type"
+
+
+def test_profile_names_and_count_are_bounded(http):
+    from tests.conftest import ADMIN_TOKEN
+
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    for name in ("a" * 65, "ünïcode", "semi;colon"):
+        r = http.put(f"/v1/profiles/{name}", json={"weights": {"relevance": 1}}, headers=auth)
+        assert "A-Z a-z 0-9" in _error(r, 400, "name")["message"], name
+
+
+def test_openrlhf_errors_name_its_own_fields(http):
+    long_sentence = "word " * 300
+    err = _error(http.post("/v1/openrlhf", json={"query": [long_sentence], "prompts": [""]}), 400)
+    assert err["field"] == "query[0]" and "items" not in err["message"]
+
+
+def test_closed_by_default_and_the_api_key_guards_both_transports(locked):
+    with httpx.Client(base_url=locked.base_url, timeout=60.0) as client:
+        err = _error(client.post("/v1/score", json={"items": [ITEM]}), 401)
+        assert err["kind"] == "unauthorized" and "API key" in err["message"]
+        _error(client.post("/v1/score", json={"items": [ITEM]}, headers={"authorization": "Bearer nope"}), 401)
+        good = client.post("/v1/score", json={"items": [ITEM]}, headers={"authorization": f"Bearer {KEY}"})
+        assert good.status_code == 200, good.text
+        assert client.get("/readyz").status_code == 200 and client.get("/docs.json").status_code == 200
+        # no admin token configured: profile writes are off, whatever the caller sends
+        err = _error(client.put("/v1/profiles/x", json={"weights": {"relevance": 1}},
+                                headers={"authorization": f"Bearer {KEY}"}), 403)
+        assert err["kind"] == "forbidden" and "--admin-token-file" in err["message"]
+    with grpc.insecure_channel(locked.grpc_target) as ch:
+        stub = pb2_grpc.RewardServiceStub(ch)
+        request = pb2.ScoreRequest(items=[pb2.Item(response="Hi there.")])
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Score(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert stub.Score(request, timeout=30, metadata=(("authorization", f"Bearer {KEY}"),)).results
+    log = locked.log_path.read_text()
+    assert "scoring needs the API key" in log and "profile writes are DISABLED" in log
+
+
+def test_validation_rejections_are_one_info_line_not_a_traceback(fgrm_service, http):
+    before = fgrm_service.log_path.read_text().count("Traceback")
+    for _ in range(3):
+        _error(http.post("/v1/score", json={"items": [{"resp": "x"}]}), 400)
+    log = fgrm_service.log_path.read_text()
+    assert log.count("Traceback") == before
+    assert "rejected by validation" in log
+
+
+def test_a_second_server_on_the_same_host_leaves_the_first_ones_metrics_alone(tmp_path):
+    shared = tmp_path / "same-home"  # both servers get the same BENTOML_HOME, as under `make serve`
+    with start_service(shared) as first:
+        assert httpx.post(first.base_url + "/v1/score", json={"items": [ITEM]}, timeout=60).status_code == 200
+        with start_service(shared):
+            metrics = httpx.get(first.base_url + "/metrics", timeout=30).text
+    assert 'fgrm_items_total{transport="http"} 1.0' in metrics
