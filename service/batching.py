@@ -68,12 +68,19 @@ class RunForward:
     def __init__(self, backend, pad_id: int, metrics):
         self.backend, self.pad_id, self.metrics = backend, pad_id, metrics
         self._labels = (getattr(backend, "name", "unknown"), str(getattr(backend, "provider", "unknown")))
+        self.seconds_per_row: float | None = None  # EWMA of forward time per row, for admission
+
+    def _observe(self, elapsed: float, n_rows: int) -> None:
+        per_row = elapsed / max(1, n_rows)
+        prev = self.seconds_per_row
+        self.seconds_per_row = per_row if prev is None else 0.8 * prev + 0.2 * per_row
 
     def __call__(self, rows: Sequence[Sequence[int]]) -> list[dict[str, np.ndarray]]:
         ids, mask = pad_batch(rows, self.pad_id)
         t0 = time.perf_counter()
         out = self.backend.forward(ids, mask)
         elapsed = time.perf_counter() - t0
+        self._observe(elapsed, len(rows))
         m = self.metrics
         if m is not None:
             real = int(mask.sum())

@@ -19,7 +19,8 @@ import bentoml
 from pydantic import Field, Strict, StrictFloat
 
 from service.config import Settings
-from service.http import ApiKeyMiddleware, BodyLimitMiddleware, ErrorBodyMiddleware, admin_routes, error_response, json_response
+from service.http import (ApiKeyMiddleware, BodyLimitMiddleware, ErrorBodyMiddleware, admin_routes, error_response,
+                          json_response, request_timeout, run_watched)
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
@@ -55,14 +56,20 @@ logging.getLogger("bentoml._internal.server.http_app").addFilter(QuietValidation
 
 
 def json_api(func):
-    """Encode the handler's dict as JSON; turn any error into the one error body."""
+    """Encode the handler's dict as JSON; turn any error into the one error body; cancel the
+    work when the client disconnects or its X-Request-Timeout passes (service.http.run_watched)."""
 
     @functools.wraps(func)
     async def wrapper(*args, **kwargs):
+        ctx = kwargs.get("ctx")
+        request = ctx.request if ctx is not None else None
         try:
-            return json_response(await func(*args, **kwargs))
+            return json_response(await run_watched(func(*args, **kwargs), request, request_timeout(request)))
         except Exception as exc:  # noqa: BLE001 - error_response logs and hides non-service errors
-            return error_response(exc)
+            response = error_response(exc)
+            if ctx is not None:  # BentoML sets the status from the context when a handler takes one
+                ctx.response.status_code = response.status_code
+            return response
 
     return wrapper
 
@@ -119,6 +126,7 @@ class RewardService:
         weights: t.Annotated[dict[str, StrictFloat] | None, Strict(),
                              Field(description="Per-type weights; override the profile's.")] = None,
         profile: t.Annotated[str | None, Strict(), Field(description="Named weight profile (default: 'default').")] = None,
+        ctx: bentoml.Context = None,
     ) -> ScoreOut:
         """Per-segment rewards of every feedback type, their mix, and per-token rewards."""
         results = await self.engine.score([i.to_domain() for i in items], weights, profile, transport="http")
@@ -131,6 +139,7 @@ class RewardService:
         items: list[MixItemIn],
         weights: t.Annotated[dict[str, StrictFloat] | None, Strict()] = None,
         profile: t.Annotated[str | None, Strict()] = None,
+        ctx: bentoml.Context = None,
     ) -> MixOut:
         """Stateless re-weighting of component rewards as /v1/score returned them."""
         results = self.engine.mix([i.to_domain() for i in items], weights, profile, transport="http")
@@ -144,6 +153,7 @@ class RewardService:
         prompts: t.Annotated[list[str] | None, Strict()] = None,
         labels: list[t.Any] | None = None,
         profile: t.Annotated[str | None, Strict()] = None,
+        ctx: bentoml.Context = None,
     ) -> OpenRLHFOut:
         """OpenRLHF remote reward model: mixed total reward per query (= prompt + response), and
         each feedback type's total in `extra_logs`."""

@@ -86,6 +86,12 @@ class Forbidden(ServiceError):
     kind = "forbidden"
 
 
+class DeadlineExceeded(ServiceError):
+    """The caller's deadline passed before the result was ready; its queued work was dropped."""
+
+    kind = "deadline_exceeded"
+
+
 class BackendFailure(ServiceError):
     """The model runtime failed. The cause goes to the server log, not to the client."""
 
@@ -93,4 +99,4 @@ class BackendFailure(ServiceError):
 
 
 KINDS = tuple(cls.kind for cls in (InvalidInput, PayloadTooLarge, UnsupportedMediaType, Overloaded, NotReady,
-                                  Unauthorized, Forbidden, BackendFailure))
+                                  Unauthorized, Forbidden, DeadlineExceeded, BackendFailure))

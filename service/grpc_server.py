@@ -18,7 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.domain import Component, Item, ItemResult, Mixed, MixResult, TypeResult
-from service.errors import BackendFailure, Forbidden, InvalidInput, NotReady, Overloaded, ServiceError, Unauthorized
+from service.errors import (BackendFailure, DeadlineExceeded, Forbidden, InvalidInput, NotReady, Overloaded,
+                            ServiceError, Unauthorized)
 from service.proto import stubs
 
 log = logging.getLogger("fgrm.grpc")
@@ -28,7 +29,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 CODES = {InvalidInput: grpc.StatusCode.INVALID_ARGUMENT, Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
          NotReady: grpc.StatusCode.UNAVAILABLE, Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
-         Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+         Forbidden: grpc.StatusCode.PERMISSION_DENIED, DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
          BackendFailure: grpc.StatusCode.INTERNAL}
 
 

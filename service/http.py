@@ -22,12 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import (BackendFailure, Forbidden, InvalidInput, NotReady, Overloaded, PayloadTooLarge,
+from service.errors import (BackendFailure, DeadlineExceeded, Forbidden, InvalidInput, NotReady, Overloaded, PayloadTooLarge,
                             ServiceError, Unauthorized, UnsupportedMediaType)
 
 log = logging.getLogger("fgrm.http")
 
-STATUS = {PayloadTooLarge: 413, UnsupportedMediaType: 415, InvalidInput: 400, Unauthorized: 401, Forbidden: 403, Overloaded: 503, NotReady: 503, BackendFailure: 500}
+STATUS = {PayloadTooLarge: 413, UnsupportedMediaType: 415, InvalidInput: 400, Unauthorized: 401, Forbidden: 403, DeadlineExceeded: 408, Overloaded: 503, NotReady: 503, BackendFailure: 500}
 
 
 def _finite(x):
@@ -196,6 +196,47 @@ class BodyLimitMiddleware:
             return await receive()  # after the body: disconnect notices pass through
 
         return await self.app(scope, replay, send)
+
+
+TIMEOUT_HEADER = "x-request-timeout"  # seconds; the HTTP counterpart of a gRPC deadline
+POLL_S = 0.05
+
+
+def request_timeout(request) -> float | None:
+    raw = request.headers.get(TIMEOUT_HEADER) if request is not None else None
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:
+        raise InvalidInput(f"header {TIMEOUT_HEADER}", f"must be seconds in (0, 3600], got {raw[:20]!r}")
+    return value
+
+
+async def run_watched(coro, request, timeout: float | None):
+    """Await `coro` while watching the caller: when the client disconnects or its deadline
+    (`X-Request-Timeout`) passes, the work is cancelled, which drops its queued rows before
+    they reach a forward pass (as a gRPC deadline or cancel does)."""
+    import time
+
+    task = asyncio.ensure_future(coro)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=POLL_S)
+            if done:
+                return task.result()
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded(f"not done within the request's {TIMEOUT_HEADER} of {timeout:g} s; "
+                                       "its queued work was dropped")
+            if request is not None and await request.is_disconnected():
+                log.info("client disconnected: dropping its queued work")
+                raise DeadlineExceeded("the client disconnected")
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def bearer_matches(header: str | None, secret: str) -> bool:

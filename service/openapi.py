@@ -5,7 +5,7 @@ routes of our mounted Starlette app, sets `info.version` to "None" when no bento
 exists, and renders optional parameters (`"profile": null` is accepted) as non-nullable. This
 module patches the generated document once per request of `/docs.json` (an ASGI middleware),
 so the document always follows the code it describes: the one error body of service.http with
-its statuses (400, 401, 403, 413, 415, 500, 503), every route, the package version, nullability as
+its statuses (400, 401, 403, 408, 413, 415, 500, 503), every route, the package version, nullability as
 accepted. tests/service/test_openapi.py runs schemathesis against it.
 """
 from __future__ import annotations
@@ -41,7 +41,8 @@ ERRORS = {
     "413": "Request body over max_body_bytes",
     "415": "Form-encoded or multipart body: send JSON",
     "500": "Backend failure (details in the server log only)",
-    "503": "Overloaded (queue full) or shutting down; retry after Retry-After",
+    "503": "Overloaded (queue full, or the estimated wait over max_wait_s) or shutting down; retry after Retry-After",
+    "408": "The request's own X-Request-Timeout passed first; its queued work was dropped",
 }
 
 FEEDBACK_TYPE = {
@@ -56,6 +57,9 @@ FEEDBACK_TYPE = {
     },
 }
 WEIGHTS = {"type": "object", "additionalProperties": {"type": "number"}}
+TIMEOUT_PARAMETER = {"name": "X-Request-Timeout", "in": "header", "required": False,
+                     "description": "seconds; past them the work is dropped and the answer is 408",
+                     "schema": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 3600}}
 
 
 def _errors(codes) -> dict:
@@ -177,7 +181,8 @@ def patch(doc: dict, version: str, type_names: list[str] | None = None, limits: 
                 _nullable_defaults(op["requestBody"])
             responses = op.setdefault("responses", {})
             responses.pop("404", None)  # BentoML's generic entry: these routes exist
-            responses.update(_errors(["400", "401", "413", "415", "500", "503"]))
+            responses.update(_errors(["400", "401", "408", "413", "415", "500", "503"]))
+            op.setdefault("parameters", []).append(TIMEOUT_PARAMETER)
     _nullable_defaults(schemas)
     doc["paths"].update(copy.deepcopy(ADMIN_PATHS))
     if type_names:

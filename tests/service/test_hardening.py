@@ -160,3 +160,71 @@ def test_a_second_server_on_the_same_host_leaves_the_first_ones_metrics_alone(tm
         with start_service(shared):
             metrics = httpx.get(first.base_url + "/metrics", timeout=30).text
     assert 'fgrm_items_total{transport="http"} 1.0' in metrics
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A service whose admission bound is tiny: any wait estimate over 50 ms is refused."""
+    with start_service(tmp_path_factory.mktemp("guarded"), max_wait_s="0.05") as handle:
+        yield handle
+
+
+def _qa_items(n: int) -> list[dict]:
+    from models.data import DATA_DIR, load_records, passages_of
+
+    recs = load_records(DATA_DIR / "dev_feedback.json")
+    return [{"question": r["question"], "passages": passages_of(r), "response": r[f"prediction {k}"]}
+            for r in recs for k in (1, 2, 3, 4)][:n]
+
+
+def _counters(base_url: str) -> tuple[float, float]:
+    import re
+
+    text = httpx.get(base_url + "/metrics", timeout=30).text
+    items = re.search(r'^fgrm_items_total\{transport="http"\} (\S+)', text, re.M)
+    cancelled = re.search(r'^fgrm_errors_total\{kind="cancelled"\} (\S+)', text, re.M)
+    return float(items.group(1)) if items else 0.0, float(cancelled.group(1)) if cancelled else 0.0
+
+
+def test_http_disconnects_and_deadlines_drop_the_queued_work(guarded):
+    import time
+
+    items = _qa_items(48)  # several seconds of CPU work
+    before = _counters(guarded.base_url)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(guarded.base_url + "/v1/score", json={"items": items}, timeout=0.5)
+    r = httpx.post(guarded.base_url + "/v1/score", json={"items": items}, headers={"x-request-timeout": "0.5"},
+                   timeout=30)
+    err = _error(r, 408)  # the caller's own deadline: a 4xx, no 5xx comes from input
+    assert err["kind"] == "deadline_exceeded" and "dropped" in err["message"]
+    time.sleep(3)
+    scored, cancelled = _counters(guarded.base_url)
+    assert scored == before[0], "the work of a gone caller was computed anyway"
+    assert cancelled >= before[1] + 2
+    assert httpx.post(guarded.base_url + "/v1/score", json={"items": items[:1]}, timeout=60).status_code == 200
+
+
+def test_admission_is_bounded_in_time_not_only_in_items(guarded):
+    import threading
+    import time
+
+    assert httpx.post(guarded.base_url + "/v1/score", json={"items": _qa_items(1)}, timeout=60).status_code == 200
+    answers = []
+    big = threading.Thread(target=lambda: answers.append(httpx.post(guarded.base_url + "/v1/score",
+                                                                    json={"items": _qa_items(32)}, timeout=120)))
+    big.start()
+    time.sleep(0.5)  # let the big request be admitted first (with a small one in flight, *it* would be refused)
+    try:
+        refused = None
+        for _ in range(40):  # while the big request is in flight, a small one is refused at once
+            r = httpx.post(guarded.base_url + "/v1/score", json={"items": _qa_items(1)}, timeout=60)
+            if r.status_code == 503:
+                refused = r
+                break
+        assert refused is not None, "no refusal while seconds of work were queued"
+        err = refused.json()["error"]
+        assert err["kind"] == "overloaded" and "max_wait_s" in err["message"]
+        assert refused.headers["retry-after"] == "1"
+    finally:
+        big.join()
+    assert answers[0].status_code == 200, answers[0].text
