@@ -19,8 +19,8 @@ import bentoml
 from pydantic import Field, Strict, StrictFloat
 
 from service.config import Settings
-from service.http import (ApiKeyMiddleware, BodyLimitMiddleware, ErrorBodyMiddleware, admin_routes, error_response,
-                          json_response, request_timeout, run_watched)
+from service.http import (ApiKeyMiddleware, BodyLimitMiddleware, ErrorBodyMiddleware, RouteLabelMiddleware, admin_routes,
+                          bound_metric_labels, error_response, json_response, request_timeout, run_watched)
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
@@ -171,5 +171,7 @@ class RewardService:
 RewardService.add_asgi_middleware(ErrorBodyMiddleware)
 RewardService.add_asgi_middleware(OpenApiMiddleware, type_names=feedback_type_names(SETTINGS),
                                   limits=request_limits(SETTINGS))
+bound_metric_labels()
+RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
 RewardService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)

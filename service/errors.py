@@ -80,6 +80,12 @@ class Unauthorized(ServiceError):
     kind = "unauthorized"
 
 
+class NotFound(ServiceError):
+    """A path this service does not have."""
+
+    kind = "not_found"
+
+
 class Forbidden(ServiceError):
     """An operation this server has switched off (profile writes without an admin token)."""
 
@@ -99,4 +105,4 @@ class BackendFailure(ServiceError):
 
 
 KINDS = tuple(cls.kind for cls in (InvalidInput, PayloadTooLarge, UnsupportedMediaType, Overloaded, NotReady,
-                                  Unauthorized, Forbidden, DeadlineExceeded, BackendFailure))
+                                  Unauthorized, Forbidden, NotFound, DeadlineExceeded, BackendFailure))

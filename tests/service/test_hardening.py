@@ -228,3 +228,22 @@ def test_admission_is_bounded_in_time_not_only_in_items(guarded):
     finally:
         big.join()
     assert answers[0].status_code == 200, answers[0].text
+
+
+def test_random_paths_and_profile_names_add_no_metric_series(fgrm_service, http):
+    from tests.conftest import ADMIN_TOKEN
+
+    def size() -> int:
+        return len(http.get("/metrics").text.splitlines())
+
+    http.get("/no/such/path/warmup")
+    http.put("/v1/profiles/warmup", json={"weights": {"relevance": 1}},
+             headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    before = size()
+    for i in range(30):
+        r = http.get(f"/random/{i}/path")
+        assert _error(r, 404)["kind"] == "not_found" and f"/random/{i}/path" in r.json()["error"]["message"]
+        r = http.put(f"/v1/profiles/p{i}", json={"weights": {"relevance": 1}},
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert r.status_code == 200 and r.json()["name"] == f"p{i}"
+    assert size() == before
