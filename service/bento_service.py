@@ -174,4 +174,5 @@ RewardService.add_asgi_middleware(OpenApiMiddleware, type_names=feedback_type_na
 bound_metric_labels()
 RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
-RewardService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
+RewardService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes,
+                                  max_items=SETTINGS.max_items_per_request)

@@ -126,17 +126,29 @@ MAX_JSON_DEPTH = 32  # our deepest request (items[].types.<t>.segments[]) is 5 l
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-def json_depth(body: bytes) -> int:
-    """Deepest nesting of [ and { in a JSON text, strings ignored; counted with numpy so a
-    32 MiB body costs milliseconds. Python's json parser recurses per level: a body of 1,000
-    nested lists raised RecursionError (a 500, and a dropped keep-alive connection)."""
+ITEM_DEPTH = 3  # {"items": [ {item}, ... ]}: items are the objects that open the third level
+
+
+def json_shape(body: bytes) -> tuple[int, int]:
+    """(deepest nesting of [ and {, objects opened at ITEM_DEPTH) of a JSON text, strings
+    ignored, counted with numpy (~1 s for 30 MB of tiny items, so large bodies go to a thread).
+    Python's json parser recurses per level: 1,000 nested lists raised RecursionError (a 500
+    and a dropped keep-alive connection). And BentoML parses the whole body on its event loop:
+    1,000,000 empty items (18 MB) blocked it for 6 s, so too many items are refused before."""
     import numpy as np
 
     skeleton = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
     if not skeleton.size:
-        return 0
-    step = (np.isin(skeleton, (0x5B, 0x7B)).astype(np.int32) - np.isin(skeleton, (0x5D, 0x7D)).astype(np.int32))
-    return int(np.cumsum(step).max(initial=0))
+        return 0, 0
+    opens = np.isin(skeleton, (0x5B, 0x7B))
+    step = opens.astype(np.int32) - np.isin(skeleton, (0x5D, 0x7D)).astype(np.int32)
+    depth = np.cumsum(step)
+    items = int(((skeleton == 0x7B) & (depth == ITEM_DEPTH)).sum())
+    return int(depth.max(initial=0)), items
+
+
+def json_depth(body: bytes) -> int:
+    return json_shape(body)[0]
 
 
 class BodyLimitMiddleware:
@@ -146,8 +158,8 @@ class BodyLimitMiddleware:
     more than `max_bytes` of any request is ever held). Form-encoded or multipart: 415, because
     BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, max_items: int = 256):
+        self.app, self.max_bytes, self.max_items = app, max_bytes, max_items
 
     async def _refuse(self, size: str, scope, receive, send) -> None:
         exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
@@ -180,10 +192,15 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         # a large body is measured off the event loop (~1 s for 30 MB), so gRPC and other
         # requests of this worker keep going meanwhile
-        depth = json_depth(body) if len(body) < 1 << 20 else \
-            await asyncio.get_running_loop().run_in_executor(None, json_depth, body)
+        depth, items = json_shape(body) if len(body) < 1 << 20 else \
+            await asyncio.get_running_loop().run_in_executor(None, json_shape, body)
+        exc = None
         if depth > MAX_JSON_DEPTH:
             exc = InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif items > self.max_items:
+            exc = InvalidInput("items", f"about {items} items; the limit is {self.max_items} per request "
+                                        "(max_items_per_request), refused before parsing")
+        if exc is not None:
             log.info("refused: %s", exc.message)
             return await error_response(exc)(scope, receive, send)
         replayed = False

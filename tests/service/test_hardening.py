@@ -247,3 +247,25 @@ def test_random_paths_and_profile_names_add_no_metric_series(fgrm_service, http)
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
         assert r.status_code == 200 and r.json()["name"] == f"p{i}"
     assert size() == before
+
+
+def test_a_million_items_are_refused_before_parsing_and_grpc_keeps_answering(http, channel):
+    import threading
+    import time
+
+    body = b'{"items": [' + b",".join([b'{"response": ""}'] * 1_000_000) + b"]}"  # 18 MB
+    answer = {}
+    sender = threading.Thread(target=lambda: answer.setdefault("r", http.post(
+        "/v1/score", content=body, headers={"content-type": "application/json"})))
+    sender.start()
+    stub = pb2_grpc.RewardServiceStub(channel)
+    worst = 0.0
+    while sender.is_alive():  # the worker's event loop stays free: gRPC answers meanwhile
+        t = time.perf_counter()
+        stub.ListFeedbackTypes(pb2.ListFeedbackTypesRequest(), timeout=30)
+        worst = max(worst, time.perf_counter() - t)
+        time.sleep(0.05)
+    sender.join()
+    err = _error(answer["r"], 400, "items")
+    assert "refused before parsing" in err["message"]
+    assert worst < 2.0, f"gRPC stalled {worst:.1f} s while the body was checked"
