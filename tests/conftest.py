@@ -39,9 +39,13 @@ def start_service(workdir: Path, **settings: str):
 def fgrm_service(tmp_path_factory):
     """The real service on the shipped models, shared by every test of the session.
 
+    Its admission bound in time (max_wait_s) is raised: several tests fire 16-32 requests at
+    once on purpose, and the default 5 s would refuse some of them on this 2-core machine
+    (tests/service/test_hardening.py tests that bound on a service of its own).
+
     Its token budget is the GPU one (8192) on purpose: these tests exercise cross-request
     batching (shared passes, batch invariance), which the CPU default of 512 tokens mostly
     turns off for ~470-token QA-Feedback inputs."""
     with start_service(tmp_path_factory.mktemp("fgrm-service"), max_batch_tokens="8192",
-                       admin_token=ADMIN_TOKEN) as handle:
+                       admin_token=ADMIN_TOKEN, max_wait_s="120") as handle:
         yield handle
