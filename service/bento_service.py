@@ -19,8 +19,9 @@ import bentoml
 from pydantic import Field, Strict, StrictFloat
 
 from service.config import Settings
-from service.http import (ApiKeyMiddleware, BodyLimitMiddleware, ErrorBodyMiddleware, RouteLabelMiddleware, admin_routes,
-                          bound_metric_labels, error_response, json_response, request_timeout, run_watched)
+from service.http import (ErrorBodyMiddleware, admin_routes, error_response, json_response, request_timeout,
+                          run_watched)
+from service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RouteLabelMiddleware, bound_metric_labels
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
@@ -107,7 +108,7 @@ class RewardService:
 
         self.grpc_server, self.grpc_port = await grpc_server.start(
             self.engine, self.settings.grpc_host, self.settings.grpc_port, reuse_port=self.settings.workers > 1,
-            api_key=self.settings.api_key)
+            api_key=self.settings.api_key, max_message_bytes=self.settings.max_body_bytes)
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
@@ -125,7 +126,8 @@ class RewardService:
         items: t.Annotated[list[ItemIn], Field(description="Responses to score, one result each, in order.")],
         weights: t.Annotated[dict[str, StrictFloat] | None, Strict(),
                              Field(description="Per-type weights; override the profile's.")] = None,
-        profile: t.Annotated[str | None, Strict(), Field(description="Named weight profile (default: 'default').")] = None,
+        profile: t.Annotated[str | None, Strict(),
+                             Field(description="Named weight profile (default: 'default').")] = None,
         ctx: bentoml.Context = None,
     ) -> ScoreOut:
         """Per-segment rewards of every feedback type, their mix, and per-token rewards."""

@@ -107,8 +107,9 @@ class Settings:
     """Characters of all passages of one item together (env FGRM_MAX_PASSAGE_CHARS)."""
 
     max_body_bytes: int = 32 * 1024 * 1024
-    """Bytes of one HTTP request body; larger ones get 413 before they are read whole (env
-    FGRM_MAX_BODY_BYTES). The default holds 256 items of 20,000 characters with 50,000
+    """Bytes of one HTTP request body (larger ones get 413 before they are read whole) and of one
+    gRPC request message (RESOURCE_EXHAUSTED from grpc) (env FGRM_MAX_BODY_BYTES). The default
+    holds 256 items of 20,000 characters with 50,000
     characters of passages each, with room to spare."""
 
     torch_threads: int = 0

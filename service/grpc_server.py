@@ -172,7 +172,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, details):
         if details.method.startswith(f"/{SERVICE_NAME}/"):
-            from service.http import bearer_matches
+            from service.middleware import bearer_matches
 
             header = dict(details.invocation_metadata or ()).get("authorization")
             if not bearer_matches(header, self.api_key):
@@ -185,14 +185,15 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def start(engine, host: str, port: int, reuse_port: bool,
-                api_key: str = "") -> tuple[grpc.aio.Server, int]:
+                api_key: str = "", max_message_bytes: int = MAX_MESSAGE_BYTES) -> tuple[grpc.aio.Server, int]:
     """Start serving on host:port (port 0: any free port); returns (server, bound port).
 
     `reuse_port` (several workers) lets every worker bind the same port; the kernel spreads
     connections over them. With one worker it is off, so a taken port fails loudly.
     """
-    server = grpc.aio.server(interceptors=[ApiKeyInterceptor(api_key)] if api_key else None, options=[("grpc.so_reuseport", 1 if reuse_port else 0),
-                                      ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    interceptors = [ApiKeyInterceptor(api_key)] if api_key else None
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 1 if reuse_port else 0),
+                                      ("grpc.max_receive_message_length", max_message_bytes),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
     server.add_generic_rpc_handlers((rpc_handlers(RewardServicer(engine)),))
     health_servicer = health.aio.HealthServicer()

@@ -86,7 +86,8 @@ ADMIN_PATHS = {
         "summary": "Named weight profiles (complete over the feedback types)",
         "operationId": "fgrm__profiles", "tags": ["Service APIs"],
         "responses": {**_errors(["401"]), "200": _json({"type": "object", "required": ["profiles"],
-                                    "properties": {"profiles": {"type": "object", "additionalProperties": WEIGHTS}}})}}},
+                                    "properties": {"profiles": {"type": "object",
+                                                                "additionalProperties": WEIGHTS}}})}}},
     "/v1/profiles/{name}": {"put": {
         "summary": "Create or replace a weight profile (Authorization: Bearer <admin token> when one is set)",
         "operationId": "fgrm__put_profile", "tags": ["Service APIs"],
@@ -222,7 +223,8 @@ class OpenApiMiddleware:
             if start["status"] != 200:
                 await send(start)
                 return await send({"type": "http.response.body", "body": state["body"]})
-            body = json.dumps(patch(json.loads(state["body"]), package_version(), self.type_names, self.limits)).encode()
+            doc = patch(json.loads(state["body"]), package_version(), self.type_names, self.limits)
+            body = json.dumps(doc).encode()
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})

@@ -31,7 +31,8 @@ class ItemIn(_Strict):
 
 
 class MixSegmentIn(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)  # /v1/score's segments (with start, text, p_error) are accepted as-is
+    # /v1/score's segments (with start, text, p_error) are accepted as they are
+    model_config = ConfigDict(extra="ignore", strict=True)
     end: int
     reward: float
 

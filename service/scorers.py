@@ -54,6 +54,21 @@ def _version(path: Path, files: Sequence[str]) -> str:
     return f"{path.name}@{digest.hexdigest()[:12]}"
 
 
+def preference_norm(t, meta: dict, path) -> tuple[float, float]:
+    """(mean, std) that normalise a preference_scorer type's score: the feedback type's own
+    norm_mean/norm_std when set, else the checkpoint's norm.<head>."""
+    if t.head not in meta.get("sequence_heads", []):
+        raise ValueError(f"feedback type {t.name!r}: checkpoint {path} has no sequence head "
+                         f"{t.head!r} (it has {meta.get('sequence_heads')})")
+    stats = meta.get("norm", {}).get(t.head, {})
+    mean = t.norm_mean if t.norm_mean is not None else stats.get("mean")
+    std = t.norm_std if t.norm_std is not None else stats.get("std")
+    if mean is None or std is None or not std > 0:
+        raise ValueError(f"feedback type {t.name!r}: no normalisation statistics (norm_mean/norm_std "
+                         f"in the config or norm.{t.head} in {path}/fgrm.json)")
+    return float(mean), float(std)
+
+
 class FgrmScorer:
 
     def __init__(self, types: list, loaded):
@@ -77,16 +92,7 @@ class FgrmScorer:
                     raise ValueError(f"feedback type {t.name!r}: sub-sentence rewards need sub-sentence markers")
                 self._plans.append((t, seg_heads.index(t.head), None))
             else:
-                if t.head not in seq_heads:
-                    raise ValueError(f"feedback type {t.name!r}: checkpoint {loaded.path} has no sequence head "
-                                     f"{t.head!r} (it has {seq_heads})")
-                stats = meta.get("norm", {}).get(t.head, {})
-                mean = t.norm_mean if t.norm_mean is not None else stats.get("mean")
-                std = t.norm_std if t.norm_std is not None else stats.get("std")
-                if mean is None or std is None or not std > 0:
-                    raise ValueError(f"feedback type {t.name!r}: no normalisation statistics (norm_mean/norm_std "
-                                     f"in the config or norm.{t.head} in {loaded.path}/fgrm.json)")
-                self._plans.append((t, seq_heads.index(t.head), (float(mean), float(std))))
+                self._plans.append((t, seq_heads.index(t.head), preference_norm(t, meta, loaded.path)))
 
     def granularities(self) -> set[str]:
         return {self.marker_granularity} | {t.granularity for t in self.types}
@@ -150,15 +156,7 @@ class SignalScorer:
                     raise ValueError(f"feedback type {t.name!r}: head {t.head!r} of {loaded.path} scores "
                                      f"{head_granularity.get(t.head)} segments, not {t.granularity}")
             else:
-                if t.head not in meta.get("sequence_heads", []):
-                    raise ValueError(f"feedback type {t.name!r}: checkpoint {loaded.path} has no sequence head "
-                                     f"{t.head!r} (it has {meta.get('sequence_heads')})")
-                stats = meta.get("norm", {}).get(t.head, {})
-                mean = t.norm_mean if t.norm_mean is not None else stats.get("mean")
-                std = t.norm_std if t.norm_std is not None else stats.get("std")
-                if mean is None or std is None or not std > 0:
-                    raise ValueError(f"feedback type {t.name!r}: no normalisation statistics for {t.head!r}")
-                self._norm[t.name] = (float(mean), float(std))
+                self._norm[t.name] = preference_norm(t, meta, loaded.path)
         self._thresholds = self.model.thresholds()
 
     def granularities(self) -> set[str]:
@@ -184,8 +182,8 @@ class SignalScorer:
             if t.name in self._norm:
                 mean, std = self._norm[t.name]
                 seg = segs["response"][0]
-                res.segments.append(SegmentResult(seg.start, seg.end, seg.text, (out.completeness - mean) / std * t.scale,
-                                                  score=out.completeness))
+                reward = (out.completeness - mean) / std * t.scale
+                res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, score=out.completeness))
             else:
                 p_error = out.relevance if t.head == "relevance" else out.factuality
                 threshold = self._thresholds[t.head]

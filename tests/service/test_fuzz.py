@@ -33,7 +33,8 @@ json_value = st.recursive(st.none() | st.booleans() | number | text,
                           max_leaves=20)
 offsets = st.lists(st.lists(st.integers(-5, 300), min_size=0, max_size=3), max_size=6)
 item = st.fixed_dictionaries({"response": text}, optional={
-    "question": text, "passages": st.lists(text, max_size=3), "token_offsets": offsets | st.none(), "extra": json_value})
+    "question": text, "passages": st.lists(text, max_size=3), "token_offsets": offsets | st.none(),
+    "extra": json_value})
 score_body = st.fixed_dictionaries({"items": st.lists(item, max_size=3)}, optional={
     "weights": st.dictionaries(st.sampled_from(["relevance", "factuality", "completeness", "x"]), number, max_size=3),
     "profile": st.none() | text})

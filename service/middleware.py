@@ -1,0 +1,198 @@
+"""ASGI middlewares in front of BentoML's app: what reaches a handler at all.
+
+- `BodyLimitMiddleware`: the body's size, media type, JSON depth and item count, before parsing;
+- `ApiKeyMiddleware`: the optional API key of /v1;
+- `RouteLabelMiddleware` + `bound_metric_labels`: a fixed set of paths for metrics, our 404 for
+  the rest.
+
+Each answers with the one error body of service.http.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from service.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from service.http import error_response
+
+log = logging.getLogger("fgrm.http")
+
+MAX_JSON_DEPTH = 32  # our deepest request (items[].types.<t>.segments[]) is 5 levels
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+ITEM_DEPTH = 3  # {"items": [ {item}, ... ]}: items are the objects that open the third level
+
+
+def json_shape(body: bytes) -> tuple[int, int]:
+    """(deepest nesting of [ and {, objects opened at ITEM_DEPTH) of a JSON text, strings
+    ignored, counted with numpy (~1 s for 30 MB of tiny items, so large bodies go to a thread).
+    Python's json parser recurses per level: 1,000 nested lists raised RecursionError (a 500
+    and a dropped keep-alive connection). And BentoML parses the whole body on its event loop:
+    1,000,000 empty items (18 MB) blocked it for 6 s, so too many items are refused before."""
+    import numpy as np
+
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    if not skeleton.size:
+        return 0, 0
+    opens = np.isin(skeleton, (0x5B, 0x7B))
+    step = opens.astype(np.int32) - np.isin(skeleton, (0x5D, 0x7D)).astype(np.int32)
+    depth = np.cumsum(step)
+    items = int(((skeleton == 0x7B) & (depth == ITEM_DEPTH)).sum())
+    return int(depth.max(initial=0)), items
+
+
+def json_depth(body: bytes) -> int:
+    return json_shape(body)[0]
+
+
+class BodyLimitMiddleware:
+    """What a request body may be, checked before anything parses it. Over `max_bytes`: 413
+    with the error body, at once when Content-Length says so, else as soon as the streamed body
+    passes the limit (a body within the limit is buffered here and replayed to the app, so no
+    more than `max_bytes` of any request is ever held). Form-encoded or multipart: 415, because
+    BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
+
+    def __init__(self, app, max_bytes: int, max_items: int = 256):
+        self.app, self.max_bytes, self.max_items = app, max_bytes, max_items
+
+    async def _refuse(self, size: str, scope, receive, send) -> None:
+        exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
+        log.info("refused: %s", exc.message)
+        await error_response(exc)(scope, receive, send)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media.startswith(b"multipart/") or media == b"application/x-www-form-urlencoded":
+            exc = UnsupportedMediaType("body", f"content-type {media.decode('latin-1')[:60]!r}; send JSON "
+                                               "(content-type: application/json)")
+            return await error_response(exc)(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(length.decode(), scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(f"more than {self.max_bytes}", scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        # a large body is measured off the event loop (~1 s for 30 MB), so gRPC and other
+        # requests of this worker keep going meanwhile
+        depth, items = json_shape(body) if len(body) < 1 << 20 else \
+            await asyncio.get_running_loop().run_in_executor(None, json_shape, body)
+        exc = None
+        if depth > MAX_JSON_DEPTH:
+            exc = InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif items > self.max_items:
+            exc = InvalidInput("items", f"about {items} items; the limit is {self.max_items} per request "
+                                        "(max_items_per_request), refused before parsing")
+        if exc is not None:
+            log.info("refused: %s", exc.message)
+            return await error_response(exc)(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: disconnect notices pass through
+
+        return await self.app(scope, replay, send)
+
+
+def bearer_matches(header: str | None, secret: str) -> bool:
+    """`Authorization: Bearer <secret>`, compared in constant time."""
+    import hmac
+
+    return bool(header) and hmac.compare_digest(header.encode(), f"Bearer {secret}".encode())
+
+
+class ApiKeyMiddleware:
+    """With an API key configured, /v1 requests need `Authorization: Bearer <key>` (401 with the
+    error body otherwise). Profile writes are exempt: they need the admin token instead."""
+
+    def __init__(self, app, api_key: str):
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope, receive, send):
+        if (not self.api_key or scope["type"] != "http" or not scope["path"].startswith("/v1/")
+                or (scope.get("method") == "PUT" and scope["path"].startswith("/v1/profiles/"))):
+            return await self.app(scope, receive, send)
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        if not bearer_matches(header, self.api_key):
+            exc = Unauthorized("this server needs 'Authorization: Bearer <API key>' (fgrm serve --api-key-file)")
+            return await error_response(exc)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+KNOWN_PATHS = frozenset({"/", "/docs.json", "/metrics", "/livez", "/readyz", "/healthz", "/v1/score", "/v1/mix",
+                         "/v1/openrlhf", "/v1/feedback-types", "/v1/profiles"})
+PROFILE_PREFIX = "/v1/profiles/"
+PROFILE_ROUTE = "/v1/profiles/{name}"
+PROFILE_NAME_KEY = "fgrm.profile_name"
+
+
+ORIGINAL_PATH_KEY = "fgrm.original_path"
+UNKNOWN_PATH = "/__unknown__"
+
+
+def canonical_scope(scope: dict) -> dict:
+    """The scope with a path from a fixed set: known paths as they are, a profile write as its
+    route template (the name kept in the scope for the handler), anything else as one path."""
+    path = scope["path"]
+    if path in KNOWN_PATHS or path.startswith("/static_content/") or PROFILE_NAME_KEY in scope \
+            or ORIGINAL_PATH_KEY in scope:  # known, or made canonical already (by the metrics layer)
+        return scope
+    if path.startswith(PROFILE_PREFIX) and len(path) > len(PROFILE_PREFIX):
+        return {**scope, "path": PROFILE_ROUTE, "raw_path": PROFILE_ROUTE.encode(),
+                PROFILE_NAME_KEY: path[len(PROFILE_PREFIX):]}
+    return {**scope, "path": UNKNOWN_PATH, "raw_path": UNKNOWN_PATH.encode(), ORIGINAL_PATH_KEY: path}
+
+
+def bound_metric_labels() -> None:
+    """BentoML labels its HTTP metrics with the raw request path, so every distinct path made new
+    series (1,000 random GETs added 3.5 MB to /metrics; 10,000 profile names 131 MB), and its
+    metrics middleware runs outside ours. BentoML has no setting for this, so its middleware
+    (pinned bentoml 1.4.40) gets the canonical scope: a fixed label set. Idempotent;
+    tests/service/test_hardening.py checks that random paths add no series."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware as Metrics
+
+    if getattr(Metrics, "_fgrm_bounded", False):
+        return
+    original = Metrics.__call__
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http":
+            scope = canonical_scope(scope)
+        return await original(self, scope, receive, send)
+
+    Metrics.__call__ = __call__
+    Metrics._fgrm_bounded = True
+
+
+class RouteLabelMiddleware:
+    """Answers unknown paths with our 404 error body (after `canonical_scope`, they all arrive
+    as one path)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope = canonical_scope(scope)
+            if scope["path"] == UNKNOWN_PATH:
+                shown = scope.get(ORIGINAL_PATH_KEY, UNKNOWN_PATH)[:80]
+                return await error_response(NotFound(f"no such path: {shown!r}"))(scope, receive, send)
+        return await self.app(scope, receive, send)
