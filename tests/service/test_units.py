@@ -172,3 +172,37 @@ def test_token_budget_defaults_by_device_and_an_explicit_one_wins():
     assert batch_token_budget(Settings(max_batch_tokens=300), "CUDAExecutionProvider") == 300
     with pytest.raises(ValueError, match="FGRM_MAX_BATCH_TOKENS must be >= 0"):
         Settings(max_batch_tokens=-1).check()
+
+
+def test_profiles_are_bounded_in_count_and_name():
+    from service.mixing import MAX_PROFILES
+
+    profiles = Profiles({"a": 1.0})
+    for i in range(MAX_PROFILES - 1):  # "default" is one of them
+        profiles.put(f"p{i}", {"a": 0.5})
+    profiles.put("p0", {"a": 2.0})  # replacing one is always allowed
+    with pytest.raises(InvalidInput) as err:
+        profiles.put("one-too-many", {"a": 1.0})
+    assert err.value.field == "name" and str(MAX_PROFILES) in err.value.message
+    with pytest.raises(InvalidInput) as err:
+        Profiles({"a": 1.0}).put("x" * 10_000, {"a": 1.0})
+    assert len(err.value.message) < 200
+
+
+def test_secrets_come_from_files_and_stay_out_of_repr(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("  s3cret\n")
+    s = Settings.from_env({"FGRM_API_KEY_FILE": str(key), "FGRM_ADMIN_TOKEN": "Zq9-token"})
+    assert s.api_key == "s3cret" and s.admin_token == "Zq9-token"
+    assert "s3cret" not in repr(s) and "Zq9-token" not in repr(s)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        Settings.from_env({"FGRM_ADMIN_TOKEN_FILE": str(tmp_path / "empty")})
+
+
+def test_the_start_up_line_says_what_is_open():
+    from service.bento_service import exposure
+
+    assert "OPEN" in exposure(Settings()) and "DISABLED" in exposure(Settings())
+    locked = exposure(Settings(api_key="k", admin_token="t"))
+    assert "needs the API key" in locked and "need the admin token" in locked
