@@ -176,5 +176,6 @@ RewardService.add_asgi_middleware(OpenApiMiddleware, type_names=feedback_type_na
 bound_metric_labels()
 RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
-RewardService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes,
-                                  max_items=SETTINGS.max_items_per_request)
+RewardService.add_asgi_middleware(
+    BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes, max_items=SETTINGS.max_items_per_request,
+    fields={api.route: set(api.input_spec.model_fields) - {"ctx"} for api in RewardService.apis.values()})

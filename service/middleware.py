@@ -11,10 +11,12 @@ Each answers with the one error body of service.http.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import re
 
-from service.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from service.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, quote
 from service.http import error_response
 
 log = logging.getLogger("fgrm.http")
@@ -44,6 +46,21 @@ def json_shape(body: bytes) -> tuple[int, int]:
     return int(depth.max(initial=0)), items
 
 
+def inspect_body(body: bytes, known: set[str] | None) -> tuple[int, int, list[str]]:
+    """(depth, items, unknown top-level fields); the body is parsed only when its depth is safe
+    and the route's fields are known (a JSON error is left for BentoML to report)."""
+    depth, items = json_shape(body)
+    unknown: list[str] = []
+    if known is not None and depth <= MAX_JSON_DEPTH:
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            unknown = [k for k in doc if k not in known]
+    return depth, items, unknown
+
+
 def json_depth(body: bytes) -> int:
     return json_shape(body)[0]
 
@@ -55,8 +72,10 @@ class BodyLimitMiddleware:
     more than `max_bytes` of any request is ever held). Form-encoded or multipart: 415, because
     BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
 
-    def __init__(self, app, max_bytes: int, max_items: int = 256):
-        self.app, self.max_bytes, self.max_items = app, max_bytes, max_items
+    def __init__(self, app, max_bytes: int, max_items: int = 256, fields: dict[str, set[str]] | None = None):
+        """`fields`: the top-level fields each POST route takes (BentoML drops unknown ones silently,
+        while an item's unknown fields are refused: now both are)."""
+        self.app, self.max_bytes, self.max_items, self.fields = app, max_bytes, max_items, fields or {}
 
     async def _refuse(self, size: str, scope, receive, send) -> None:
         exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
@@ -89,14 +108,19 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         # a large body is measured off the event loop (~1 s for 30 MB), so gRPC and other
         # requests of this worker keep going meanwhile
-        depth, items = json_shape(body) if len(body) < 1 << 20 else \
-            await asyncio.get_running_loop().run_in_executor(None, json_shape, body)
+        known = self.fields.get(scope["path"])
+        check = functools.partial(inspect_body, body, known)
+        depth, items, unknown = check() if len(body) < 1 << 20 else \
+            await asyncio.get_running_loop().run_in_executor(None, check)
         exc = None
         if depth > MAX_JSON_DEPTH:
             exc = InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         elif items > self.max_items:
             exc = InvalidInput("items", f"about {items} items; the limit is {self.max_items} per request "
                                         "(max_items_per_request), refused before parsing")
+        elif unknown:
+            exc = InvalidInput(unknown[0] or "body", f"unknown field {quote(unknown[0])}; this request takes "
+                                                     f"{', '.join(sorted(known))}")
         if exc is not None:
             log.info("refused: %s", exc.message)
             return await error_response(exc)(scope, receive, send)

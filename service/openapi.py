@@ -180,6 +180,8 @@ def patch(doc: dict, version: str, type_names: list[str] | None = None, limits: 
             if "requestBody" in op:
                 op["requestBody"]["required"] = True
                 _nullable_defaults(op["requestBody"])
+                for media in op["requestBody"].get("content", {}).values():  # unknown fields are refused
+                    media.get("schema", {}).setdefault("additionalProperties", False)
             responses = op.setdefault("responses", {})
             responses.pop("404", None)  # BentoML's generic entry: these routes exist
             responses.update(_errors(["400", "401", "408", "413", "415", "500", "503"]))

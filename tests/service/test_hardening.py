@@ -269,3 +269,10 @@ def test_a_million_items_are_refused_before_parsing_and_grpc_keeps_answering(htt
     err = _error(answer["r"], 400, "items")
     assert "refused before parsing" in err["message"]
     assert worst < 2.0, f"gRPC stalled {worst:.1f} s while the body was checked"
+
+
+def test_unknown_top_level_fields_are_refused_like_unknown_item_fields(http):
+    err = _error(http.post("/v1/score", json={"items": [ITEM], "wieghts": {"relevance": 2}}), 400, "wieghts")
+    assert "items, profile, weights" in err["message"]
+    _error(http.post("/v1/openrlhf", json={"query": [], "prompt": []}), 400, "prompt")
+    assert http.post("/v1/score", json={"items": [ITEM], "weights": None, "profile": None}).status_code == 200
