@@ -178,4 +178,5 @@ RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
 RewardService.add_asgi_middleware(
     BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes, max_items=SETTINGS.max_items_per_request,
+    body_timeout_s=SETTINGS.body_timeout_s,
     fields={api.route: set(api.input_spec.model_fields) - {"ctx"} for api in RewardService.apis.values()})

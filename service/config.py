@@ -112,6 +112,11 @@ class Settings:
     holds 256 items of 20,000 characters with 50,000
     characters of passages each, with room to spare."""
 
+    body_timeout_s: float = 30.0
+    """Seconds a client has to send its whole request body once its headers are in; slower
+    bodies (a slowloris drip) get 408 and the connection is freed (env FGRM_BODY_TIMEOUT_S).
+    Slow *headers* are uvicorn's business, before any of fgrm runs."""
+
     torch_threads: int = 0
     """torch intra-op threads; 0 leaves torch's default (env FGRM_TORCH_THREADS)."""
 

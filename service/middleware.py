@@ -16,7 +16,7 @@ import json
 import logging
 import re
 
-from service.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, quote
+from service.errors import DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, quote
 from service.http import error_response
 
 log = logging.getLogger("fgrm.http")
@@ -72,10 +72,12 @@ class BodyLimitMiddleware:
     more than `max_bytes` of any request is ever held). Form-encoded or multipart: 415, because
     BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
 
-    def __init__(self, app, max_bytes: int, max_items: int = 256, fields: dict[str, set[str]] | None = None):
+    def __init__(self, app, max_bytes: int, max_items: int = 256, fields: dict[str, set[str]] | None = None,
+                 body_timeout_s: float = 30.0):
         """`fields`: the top-level fields each POST route takes (BentoML drops unknown ones silently,
         while an item's unknown fields are refused: now both are)."""
         self.app, self.max_bytes, self.max_items, self.fields = app, max_bytes, max_items, fields or {}
+        self.body_timeout_s = body_timeout_s
 
     async def _refuse(self, size: str, scope, receive, send) -> None:
         exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
@@ -95,8 +97,15 @@ class BodyLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self._refuse(length.decode(), scope, receive, send)
         chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
-            message = await receive()
+            try:  # a body dripped in slowly (slowloris) is cut off, not waited for forever
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:
+                exc = DeadlineExceeded(f"the request body did not arrive within {self.body_timeout_s:g} s "
+                                       "(body_timeout_s)")
+                log.info("refused: %s", exc.message)
+                return await error_response(exc)(scope, receive, send)
             if message["type"] != "http.request":  # the client went away
                 return None
             chunks.append(message.get("body", b""))

@@ -164,8 +164,9 @@ def test_a_second_server_on_the_same_host_leaves_the_first_ones_metrics_alone(tm
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
-    """A service whose admission bound is tiny: any wait estimate over 50 ms is refused."""
-    with start_service(tmp_path_factory.mktemp("guarded"), max_wait_s="0.05") as handle:
+    """A service whose admission bound is tiny (any wait estimate over 50 ms is refused) and
+    which gives a request body one second to arrive."""
+    with start_service(tmp_path_factory.mktemp("guarded"), max_wait_s="0.05", body_timeout_s="1") as handle:
         yield handle
 
 
@@ -276,3 +277,14 @@ def test_unknown_top_level_fields_are_refused_like_unknown_item_fields(http):
     assert "items, profile, weights" in err["message"]
     _error(http.post("/v1/openrlhf", json={"query": [], "prompt": []}), 400, "prompt")
     assert http.post("/v1/score", json={"items": [ITEM], "weights": None, "profile": None}).status_code == 200
+
+
+def test_a_body_dripped_in_slowly_is_cut_off_and_others_are_served(guarded):
+    host, port = guarded.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{")
+        ok = httpx.post(guarded.base_url + "/v1/score", json={"items": [ITEM]}, timeout=60)  # meanwhile
+        head = sock.recv(65536).decode("latin-1")  # after ~1 s: refused, not waited for
+    assert ok.status_code == 200
+    assert head.startswith("HTTP/1.1 408") and "x-fgrm-error: deadline_exceeded" in head
