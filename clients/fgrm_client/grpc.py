@@ -230,10 +230,12 @@ def _health_serving(data: bytes) -> bool:
 
 
 class _Base:
-    def __init__(self, addresses, timeout: float, retry: RetryPolicy | None) -> None:
+    def __init__(self, addresses, timeout: float, retry: RetryPolicy | None, api_key: str | None = None) -> None:
         self.target = make_target(addresses)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        # a server started with --api-key-file wants this on every RewardService call
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
         pb = _proto.messages()
         self._methods = {  # name -> (path, request serializer, response deserializer)
             name: (f"/{_proto.SERVICE}/{name}", req.SerializeToString, resp.FromString)
@@ -261,8 +263,9 @@ class GrpcClient(_Base):
         retry: RetryPolicy | None = None,
         options: Iterable[tuple[str, Any]] = (),
         credentials: grpc.ChannelCredentials | None = None,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(addresses, timeout, retry)
+        super().__init__(addresses, timeout, retry, api_key)
         opts = channel_options(options)
         self._channel = (
             grpc.secure_channel(self.target, credentials, options=opts)
@@ -291,7 +294,7 @@ class GrpcClient(_Base):
         while True:
             attempt += 1
             try:
-                return self._calls[name](request, timeout=self.timeout)
+                return self._calls[name](request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 delay = self._delay(attempt, err)
                 if delay is None:
@@ -341,8 +344,9 @@ class AsyncGrpcClient(_Base):
         retry: RetryPolicy | None = None,
         options: Iterable[tuple[str, Any]] = (),
         credentials: grpc.ChannelCredentials | None = None,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(addresses, timeout, retry)
+        super().__init__(addresses, timeout, retry, api_key)
         opts = channel_options(options)
         self._channel = (
             aio.secure_channel(self.target, credentials, options=opts)
@@ -371,7 +375,7 @@ class AsyncGrpcClient(_Base):
         while True:
             attempt += 1
             try:
-                return await self._calls[name](request, timeout=self.timeout)
+                return await self._calls[name](request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 delay = self._delay(attempt, err)
                 if delay is None:

@@ -207,11 +207,13 @@ class _Base:
         connect_timeout: float,
         retry: RetryPolicy | None,
         headers: Mapping[str, str] | None,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self._headers = {"user-agent": "fgrm-client/0.1", **(headers or {})}
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}  # servers with --api-key-file
+        self._headers = {"user-agent": "fgrm-client/0.1", **auth, **(headers or {})}
 
     def _should_retry(self, attempt: int, response=None, exc=None) -> float | None:
         """Seconds to sleep before the next attempt, or None when the failure is final."""
@@ -239,8 +241,9 @@ class HttpClient(_Base):
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, connect_timeout, retry, headers)
+        super().__init__(base_url, timeout, connect_timeout, retry, headers, api_key)
         self._http = httpx.Client(
             base_url=self.base_url, timeout=self._timeout, headers=self._headers,
             transport=transport,
@@ -335,8 +338,9 @@ class AsyncHttpClient(_Base):
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, connect_timeout, retry, headers)
+        super().__init__(base_url, timeout, connect_timeout, retry, headers, api_key)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=self._timeout, headers=self._headers,
             transport=transport,

@@ -142,6 +142,15 @@ def test_closed_by_default_and_the_api_key_guards_both_transports(locked):
         assert stub.Score(request, timeout=30, metadata=(("authorization", f"Bearer {KEY}"),)).results
     log = locked.log_path.read_text()
     assert "scoring needs the API key" in log and "profile writes are DISABLED" in log
+    from fgrm_client import GrpcClient, HttpClient
+    from fgrm_client.errors import FgrmError
+
+    for make in (lambda key: HttpClient(locked.base_url, api_key=key),
+                 lambda key: GrpcClient(locked.grpc_target, api_key=key)):
+        with make(KEY) as client:
+            assert client.score([{"response": "Hi there."}])
+        with make(None) as client, pytest.raises(FgrmError):
+            client.score([{"response": "Hi there."}])
 
 
 def test_validation_rejections_are_one_info_line_not_a_traceback(fgrm_service, http):
