@@ -229,7 +229,7 @@ def server_settings(runtime: str) -> dict[str, str]:
                 if k.startswith("FGRM_") and not k.startswith("FGRM_TEST_")}
     settings["runtime"] = runtime
     # this benchmark measures throughput at saturation, not admission: without this the default
-    # bound in time (max_wait_s = 5 s) refuses part of the c=32 load on a 2-core CPU
+    # bound in time (max_wait_s = 2 s) refuses part of the c=32 load on a 2-core CPU
     settings.setdefault("max_wait_s", "0")
     return settings
 

@@ -85,7 +85,7 @@ class Settings:
     """Items admitted (queued or being scored) at once; beyond it requests are refused with
     Overloaded immediately (env FGRM_MAX_QUEUE_ITEMS)."""
 
-    max_wait_s: float = 5.0
+    max_wait_s: float = 2.0
     """Admission bounded in time: a request is refused (Overloaded, 503 / RESOURCE_EXHAUSTED)
     when the rows already in flight would take longer than this to run, estimated from the
     measured forward time per row; 0 turns the estimate off and leaves only max_queue_items

@@ -241,10 +241,10 @@ class ScoringEngine:
             self.metrics.queue_depth.inc(n)
             rows = 0
             try:
+                self._admit_in_time()  # before any work for this request: a refusal costs nothing
                 prepared = await asyncio.get_running_loop().run_in_executor(
                     self._prep_executor, self._prepare_checked, items)
                 need = sum(len(part.rows) for p in prepared for part in p.parts)
-                self._admit_in_time()
                 self._rows_in_flight += need
                 rows = need
                 batchers = self._batchers_for_loop()

@@ -40,7 +40,7 @@ def fgrm_service(tmp_path_factory):
     """The real service on the shipped models, shared by every test of the session.
 
     Its admission bound in time (max_wait_s) is raised: several tests fire 16-32 requests at
-    once on purpose, and the default 5 s would refuse some of them on this 2-core machine
+    once on purpose, and the default 2 s would refuse some of them on this 2-core machine
     (tests/service/test_hardening.py tests that bound on a service of its own).
 
     Its token budget is the GPU one (8192) on purpose: these tests exercise cross-request
