@@ -79,6 +79,15 @@ def _engine():
     return bentoml.get_current_service().engine
 
 
+def _engine_refusal():
+    """What a new scoring request would be refused with now; None before the engine exists."""
+    try:
+        engine = _engine()
+    except Exception:  # noqa: BLE001 - not initialised yet: let the request through to the handler
+        return None
+    return engine.admission_refusal()
+
+
 @bentoml.asgi_app(admin_routes(_engine, SETTINGS.admin_token), path="/v1")
 @bentoml.service(
     name="fgrm",
@@ -178,5 +187,5 @@ RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
 RewardService.add_asgi_middleware(
     BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes, max_items=SETTINGS.max_items_per_request,
-    body_timeout_s=SETTINGS.body_timeout_s,
+    body_timeout_s=SETTINGS.body_timeout_s, refusal=_engine_refusal,
     fields={api.route: set(api.input_spec.model_fields) - {"ctx"} for api in RewardService.apis.values()})

@@ -202,18 +202,29 @@ class ScoringEngine:
                 b.start()
         return self._batchers
 
-    def _admit_in_time(self) -> None:
-        """Refuse when the rows already in flight would keep this request waiting longer than
-        max_wait_s (estimated from the measured forward time per row): a queue counted only in
-        items held 30-55 s of CPU work at 3x saturation."""
+    def admission_refusal(self) -> Overloaded | None:
+        """The refusal a new request would get now, from what is already in flight: the queue
+        full in items, or the rows in flight taking longer than max_wait_s to run (estimated
+        from the measured forward time per row; a queue counted only in items held 30-55 s of
+        CPU work at 3x saturation). Cheap: the HTTP gate asks before reading a body."""
+        limit = self.settings.max_queue_items
+        if self._admitted >= limit:
+            return Overloaded(f"queue full: {self._admitted} items in flight, the limit is {limit} "
+                              "(max_queue_items); retry with backoff")
         bound = self.settings.max_wait_s
         rates = [r.seconds_per_row for r in self._runs if r.seconds_per_row is not None]
         if not bound or not rates or not self._rows_in_flight:
-            return
+            return None
         wait = self._rows_in_flight * max(rates)
         if wait > bound:
-            raise Overloaded(f"estimated wait {wait:.1f} s for the {self._rows_in_flight} rows in flight exceeds "
-                             f"max_wait_s={bound:g}; retry with backoff")
+            return Overloaded(f"estimated wait {wait:.1f} s for the {self._rows_in_flight} rows in flight exceeds "
+                              f"max_wait_s={bound:g}; retry with backoff")
+        return None
+
+    def _admit_in_time(self) -> None:
+        refusal = self.admission_refusal()
+        if refusal is not None:
+            raise refusal
 
     @staticmethod
     def _backend_failure(exc: BaseException) -> BaseException:

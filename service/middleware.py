@@ -65,6 +65,9 @@ def json_depth(body: bytes) -> int:
     return json_shape(body)[0]
 
 
+SCORING_PATHS = frozenset({"/v1/score", "/v1/openrlhf"})  # the routes that queue model work
+
+
 class BodyLimitMiddleware:
     """What a request body may be, checked before anything parses it. Over `max_bytes`: 413
     with the error body, at once when Content-Length says so, else as soon as the streamed body
@@ -73,11 +76,14 @@ class BodyLimitMiddleware:
     BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
 
     def __init__(self, app, max_bytes: int, max_items: int = 256, fields: dict[str, set[str]] | None = None,
-                 body_timeout_s: float = 30.0):
+                 body_timeout_s: float = 30.0, refusal=None):
         """`fields`: the top-level fields each POST route takes (BentoML drops unknown ones silently,
         while an item's unknown fields are refused: now both are)."""
         self.app, self.max_bytes, self.max_items, self.fields = app, max_bytes, max_items, fields or {}
         self.body_timeout_s = body_timeout_s
+        # `refusal()`: the Overloaded a scoring request would get now (or None). Asked before the
+        # body is read, so under overload a refusal costs no parsing at all.
+        self.refusal = refusal
 
     async def _refuse(self, size: str, scope, receive, send) -> None:
         exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
@@ -87,6 +93,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        if self.refusal is not None and scope["path"] in SCORING_PATHS:
+            refused = self.refusal()
+            if refused is not None:
+                return await error_response(refused)(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media.startswith(b"multipart/") or media == b"application/x-www-form-urlencoded":
