@@ -119,7 +119,6 @@ def load_network(path: str | Path, dtype=None):
 
 def save_network(net, tokenizer, path: str | Path, meta: dict, fp16: bool = True) -> None:
     """Write a checkpoint directory (encoder in fp16 by default; heads fp32)."""
-    import torch
     from safetensors.torch import save_file
 
     path = Path(path)

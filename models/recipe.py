@@ -9,7 +9,7 @@ completeness head is trained on predictions for records the segment heads did no
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,7 +41,6 @@ class Recipe:
     augment: bool = True  # add the synthetic contrasts of models.tables to the training rows
     augment_weight: float = 0.1  # each synthetic segment row counts this much beside a human-labelled one
     augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 RECIPES = {

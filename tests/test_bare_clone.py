@@ -1,5 +1,6 @@
 """A clone with nothing beside it: copy the tracked files into an empty folder and run the data,
-train and eval tests there, so that a path outside the repository (../shared) cannot creep back."""
+train and eval tests there, so that a path outside the repository (the shared data folder beside
+the checkout) cannot creep back."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SHARED = "shared"  # the name of the data folder the project's own checkouts have beside them
 TESTS = ["tests/models/test_data.py", "tests/models/test_train_eval.py", "tests/models/test_signals.py"]
 
 
@@ -22,13 +24,13 @@ def _tracked_files() -> list[str]:
 
 
 def test_data_train_and_eval_tests_pass_in_a_bare_copy(tmp_path):
-    clone = tmp_path / "empty" / "fgrm"  # nothing beside it: no ../shared
+    clone = tmp_path / "empty" / "fgrm"  # nothing beside it: no shared data folder
     for rel in _tracked_files():
         src = REPO / rel
         if src.is_file():
             (clone / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, clone / rel, follow_symlinks=False)
-    assert not (clone.parent.parent / "shared").exists() and not (clone.parent / "shared").exists()
+    assert not any((where / SHARED).exists() for where in (clone.parent, clone.parent.parent))
     env = {**os.environ, "PYTHONPATH": str(clone), "FGRM_CACHE_DIR": str(tmp_path / "cache")}
     where = subprocess.run([sys.executable, "-c", "import models.data as d; print(d.DATA_DIR)"], cwd=clone, env=env,
                            capture_output=True, text=True, timeout=120)

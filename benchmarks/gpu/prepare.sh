@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage what the GPU host lacks into .gpu/ (git-ignored; carried by the device tool):
 # the MiniLM backbone in fp16 (the fp32 file alone is over the 64 MiB that travels),
-# the QA-Feedback data (../shared does not travel) and pure-Python wheels it has no copy of.
+# the QA-Feedback data (from data/qa_feedback) and pure-Python wheels it has no copy of.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rm -rf .gpu && mkdir -p .gpu/data .gpu/whl
