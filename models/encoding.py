@@ -74,13 +74,7 @@ class Encoder:
         self._sentence_ids: dict[str, list[int]] = {}  # passage sentence -> token ids (prompts repeat)
 
     def _cached_ids(self, sentences: list[str]) -> list[list[int]]:
-        cache = self._sentence_ids
-        missing = list(dict.fromkeys(s for s in sentences if s not in cache))
-        if missing:
-            if len(cache) > 50_000:  # bounded: a long-running service sees endless new prompts
-                cache.clear()
-            cache.update(zip(missing, self._ids(missing)))
-        return [cache[s] for s in sentences]
+        return cached_ids(self._sentence_ids, sentences, self._ids)
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -118,6 +112,18 @@ class Encoder:
             ids.extend(s_ids)
         ids.append(self.sep_id)
         return Encoded(ids, markers, len(p_ids))
+
+
+def cached_ids(cache: dict[str, list[int]], texts: list[str], tokenize, limit: int = 50_000) -> list[list[int]]:
+    """Token ids of `texts` through `cache` (text -> ids), tokenizing the missing ones in one call.
+    Trainers score many samples of one prompt, so its passage sentences repeat; the cache is
+    emptied past `limit` entries, since a long-running service sees endless new prompts."""
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    if missing:
+        if len(cache) > limit:
+            cache.clear()
+        cache.update(zip(missing, tokenize(missing)))
+    return [cache[t] for t in texts]
 
 
 def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

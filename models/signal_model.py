@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.embedding import MAX_TOKENS, normalise, tokenize
+from models.encoding import cached_ids
 from models.errors import InputTooLong
 from models.heads import LogisticHead, PreferenceHead, head_from_json
 from models.segment import Segment
@@ -90,13 +91,7 @@ class SignalModel:
         return {"relevance": self.relevance.threshold, "factuality": self.factuality.threshold}
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
-        cache = self._ids_cache
-        missing = list(dict.fromkeys(t for t in texts if t not in cache))
-        if missing:
-            if len(cache) > 50_000:  # bounded: a long-running service sees endless new prompts
-                cache.clear()
-            cache.update(zip(missing, tokenize(self.tokenizer, missing, self.max_tokens)))
-        return [cache[t] for t in texts]
+        return cached_ids(self._ids_cache, texts, lambda missing: tokenize(self.tokenizer, missing, self.max_tokens))
 
     def plan(self, question: str, passages: list[str], response: str, subs: list[Segment],
              sents: list[Segment]) -> ItemPlan:

@@ -15,7 +15,7 @@ import numpy as np
 from models.data import IGNORE, error_spans, fold_of, label_response, passages_of, preference_pairs
 from models.segment import sentences
 from models.signal_model import item_features, item_texts
-from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, Context
+from models.signals import SEGMENT_FEATURES, Context
 
 
 @dataclass
@@ -199,18 +199,3 @@ def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray,
     width = len(SEGMENT_FEATURES)
     return (np.concatenate(xs) if xs else np.zeros((0, width)), np.concatenate(ys) if ys else np.zeros(0),
             np.concatenate(gs) if gs else np.zeros(0))
-
-
-def pair_rows(tables: list[RecordTable]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x_preferred, x_other, group fold) over every non-tie preference pair."""
-    a, b, g = [], [], []
-    for t in tables:
-        for p, o in t.pairs:
-            if p in t.resp_x and o in t.resp_x:
-                a.append(t.resp_x[p])
-                b.append(t.resp_x[o])
-                g.append(t.fold)
-    width = len(RESPONSE_FEATURES)
-    if not a:
-        return np.zeros((0, width)), np.zeros((0, width)), np.zeros(0)
-    return np.stack(a), np.stack(b), np.array(g)

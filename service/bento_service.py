@@ -21,7 +21,7 @@ from pydantic import Field, Strict, StrictFloat
 from service.config import Settings
 from service.http import (ErrorBodyMiddleware, admin_routes, error_response, json_response, request_timeout,
                           run_watched)
-from service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RouteLabelMiddleware, bound_metric_labels
+from service.middleware import ApiKeyMiddleware, RequestGateMiddleware, RouteLabelMiddleware, bound_metric_labels
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
@@ -186,6 +186,6 @@ bound_metric_labels()
 RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
 RewardService.add_asgi_middleware(
-    BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes, max_items=SETTINGS.max_items_per_request,
+    RequestGateMiddleware, max_bytes=SETTINGS.max_body_bytes, max_items=SETTINGS.max_items_per_request,
     body_timeout_s=SETTINGS.body_timeout_s, refusal=_engine_refusal,
     fields={api.route: set(api.input_spec.model_fields) - {"ctx"} for api in RewardService.apis.values()})

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -143,8 +144,6 @@ async def run_watched(coro, request, timeout: float | None):
     """Await `coro` while watching the caller: when the client disconnects or its deadline
     (`X-Request-Timeout`) passes, the work is cancelled, which drops its queued rows before
     they reach a forward pass (as a gRPC deadline or cancel does)."""
-    import time
-
     task = asyncio.ensure_future(coro)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:

@@ -1,6 +1,7 @@
 """ASGI middlewares in front of BentoML's app: what reaches a handler at all.
 
-- `BodyLimitMiddleware`: the body's size, media type, JSON depth and item count, before parsing;
+- `RequestGateMiddleware`: a scoring request the engine would refuse now, and the body's size,
+  media type, arrival time, JSON depth, item count and top-level fields, all before parsing;
 - `ApiKeyMiddleware`: the optional API key of /v1;
 - `RouteLabelMiddleware` + `bound_metric_labels`: a fixed set of paths for metrics, our 404 for
   the rest.
@@ -61,19 +62,18 @@ def inspect_body(body: bytes, known: set[str] | None) -> tuple[int, int, list[st
     return depth, items, unknown
 
 
-def json_depth(body: bytes) -> int:
-    return json_shape(body)[0]
-
-
 SCORING_PATHS = frozenset({"/v1/score", "/v1/openrlhf"})  # the routes that queue model work
 
 
-class BodyLimitMiddleware:
-    """What a request body may be, checked before anything parses it. Over `max_bytes`: 413
+class RequestGateMiddleware:
+    """What may reach a handler, checked before anything parses the body. A scoring request the
+    engine would refuse now (queue full, wait too long): 503 at once. Over `max_bytes`: 413
     with the error body, at once when Content-Length says so, else as soon as the streamed body
     passes the limit (a body within the limit is buffered here and replayed to the app, so no
     more than `max_bytes` of any request is ever held). Form-encoded or multipart: 415, because
-    BentoML would try to parse it as a form (a multipart body without a boundary was a 500)."""
+    BentoML would try to parse it as a form (a multipart body without a boundary was a 500).
+    Then, per body: `body_timeout_s` to arrive (408), JSON depth, item count and top-level fields
+    (400 naming the field)."""
 
     def __init__(self, app, max_bytes: int, max_items: int = 256, fields: dict[str, set[str]] | None = None,
                  body_timeout_s: float = 30.0, refusal=None):

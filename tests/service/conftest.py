@@ -67,3 +67,21 @@ def make_engine(types_file, *, registry=None, wrap=None, **settings):
             sc.backend = wrap(sc.backend)
     registry = registry or prometheus_client.CollectorRegistry()
     return ScoringEngine(s, scorers=scorers, metrics=EngineMetrics(registry)), registry
+
+
+@pytest.fixture(scope="module")
+def http(fgrm_service):
+    """An HTTP client on the shared real service (tests/conftest.py)."""
+    import httpx
+
+    with httpx.Client(base_url=fgrm_service.base_url, timeout=120.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def channel(fgrm_service):
+    """A gRPC channel to the shared real service."""
+    import grpc
+
+    with grpc.insecure_channel(fgrm_service.grpc_target) as ch:
+        yield ch

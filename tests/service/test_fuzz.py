@@ -55,18 +55,6 @@ http_request = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def http(fgrm_service):
-    with httpx.Client(base_url=fgrm_service.base_url, timeout=120.0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def channel(fgrm_service):
-    with grpc.insecure_channel(fgrm_service.grpc_target) as ch:
-        yield ch
-
-
-@pytest.fixture(scope="module")
 def known_good(http):
     r = http.post("/v1/score", json=KNOWN_GOOD)
     assert r.status_code == 200

@@ -24,18 +24,6 @@ def locked(tmp_path_factory):
         yield handle
 
 
-@pytest.fixture(scope="module")
-def http(fgrm_service):
-    with httpx.Client(base_url=fgrm_service.base_url, timeout=60.0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def channel(fgrm_service):
-    with grpc.insecure_channel(fgrm_service.grpc_target) as ch:
-        yield ch
-
-
 def _error(r: httpx.Response, status: int, field: str | None = None) -> dict:
     assert r.status_code == status, r.text
     err = r.json()["error"]

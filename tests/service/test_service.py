@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import grpc
-import httpx
 import numpy as np
 import pytest
 
@@ -20,15 +19,8 @@ SAMPLES = json.loads((Path(__file__).parent / "data" / "qa_samples.json").read_t
 
 
 @pytest.fixture(scope="module")
-def http(fgrm_service):
-    with httpx.Client(base_url=fgrm_service.base_url, timeout=120.0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def rpc(fgrm_service):
-    with grpc.insecure_channel(fgrm_service.grpc_target) as channel:
-        yield pb2_grpc.RewardServiceStub(channel), channel
+def rpc(channel):
+    return pb2_grpc.RewardServiceStub(channel), channel
 
 
 def score_http(http, items, **body):
