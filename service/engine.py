@@ -202,15 +202,16 @@ class ScoringEngine:
                 b.start()
         return self._batchers
 
-    def admission_refusal(self) -> Overloaded | None:
-        """The refusal a new request would get now, from what is already in flight: the queue
-        full in items, or the rows in flight taking longer than max_wait_s to run (estimated
-        from the measured forward time per row; a queue counted only in items held 30-55 s of
-        CPU work at 3x saturation). Cheap: the HTTP gate asks before reading a body."""
+    def admission_refusal(self, n: int = 1) -> Overloaded | None:
+        """The refusal a new request of `n` items would get now, from what is already in flight:
+        the queue full in items, or the rows in flight taking longer than max_wait_s to run
+        (estimated from the measured forward time per row; a queue counted only in items held
+        30-55 s of CPU work at 3x saturation). Cheap: the HTTP gate asks it (with n = 1, the
+        count being unknown) before reading a body."""
         limit = self.settings.max_queue_items
-        if self._admitted >= limit:
-            return Overloaded(f"queue full: {self._admitted} items in flight, the limit is {limit} "
-                              "(max_queue_items); retry with backoff")
+        if self._admitted + n > limit:
+            return Overloaded(f"queue full: {self._admitted} items in flight, this request adds {n}, the limit "
+                              f"is {limit} (max_queue_items); retry with backoff")
         bound = self.settings.max_wait_s
         rates = [r.seconds_per_row for r in self._runs if r.seconds_per_row is not None]
         if not bound or not rates or not self._rows_in_flight:
@@ -220,11 +221,6 @@ class ScoringEngine:
             return Overloaded(f"estimated wait {wait:.1f} s for the {self._rows_in_flight} rows in flight exceeds "
                               f"max_wait_s={bound:g}; retry with backoff")
         return None
-
-    def _admit_in_time(self) -> None:
-        refusal = self.admission_refusal()
-        if refusal is not None:
-            raise refusal
 
     @staticmethod
     def _backend_failure(exc: BaseException) -> BaseException:
@@ -245,14 +241,13 @@ class ScoringEngine:
             limit = self.settings.max_queue_items
             if n > limit:  # could never be admitted: retrying would not help, so it is the request's fault
                 raise InvalidInput("items", f"{n} items; the queue holds at most {limit} (max_queue_items)")
-            if self._admitted + n > limit:
-                raise Overloaded(f"queue full: {self._admitted} items in flight, this request adds {n}, the limit "
-                                 f"is {limit} (max_queue_items); retry with backoff")
+            refusal = self.admission_refusal(n)  # before any work for this request: a refusal costs nothing
+            if refusal is not None:
+                raise refusal
             self._admitted += n
             self.metrics.queue_depth.inc(n)
             rows = 0
             try:
-                self._admit_in_time()  # before any work for this request: a refusal costs nothing
                 prepared = await asyncio.get_running_loop().run_in_executor(
                     self._prep_executor, self._prepare_checked, items)
                 need = sum(len(part.rows) for p in prepared for part in p.parts)
