@@ -64,7 +64,8 @@ async def run(args) -> dict:
     from service.launch import start_service
 
     pool = items_pool()
-    with start_service(Path(tempfile.mkdtemp(prefix="fgrm-overload-"))) as handle:
+    settings = dict(kv.split("=", 1) for kv in args.setting)
+    with start_service(Path(tempfile.mkdtemp(prefix="fgrm-overload-")), **settings) as handle:
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
         async with httpx.AsyncClient(base_url=handle.base_url, timeout=300, limits=limits) as client:
             idle = await idle_latency(client, pool[0])
@@ -106,7 +107,7 @@ async def run(args) -> dict:
                     break
                 await asyncio.sleep(0.1)
             await asyncio.gather(*tasks)
-    return {"factor": args.factor, "seconds": args.seconds, "capacity_items_per_s": round(cap, 2),
+    return {"settings": settings, "factor": args.factor, "seconds": args.seconds, "capacity_items_per_s": round(cap, 2),
             "sent": k, "sent_per_s": round(rate, 2), "idle_latency_ms": round(1000 * idle, 1),
             "refused": len(refused), "refusal_p50_ms": pct(refused, 0.5), "refusal_p99_ms": pct(refused, 0.99),
             "accepted": len(accepted), "accepted_p50_ms": pct(accepted, 0.5), "accepted_p99_ms": pct(accepted, 0.99),
@@ -119,6 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--probe-seconds", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overload.json")
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a server setting to change (e.g. ort_threads=1); default: none, the defaults are measured")
     args = ap.parse_args(argv)
     result = asyncio.run(run(args))
     args.out.write_text(json.dumps(result, indent=1) + "\n")
