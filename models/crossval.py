@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from models.heads import LogisticHead, binary_metrics, choose_threshold, ece, fit_logistic, roc_auc
-from models.recipe import COMPLETENESS_FEATURES, LEXICAL, Recipe, _completeness_rows, fit
-from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES
+from models.recipe import LEXICAL, Recipe, _completeness_rows, fit
+from models.signals import COMPLETENESS_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES
 from models.tables import RecordTable, stack
 
 SEGMENT_KINDS = ("relevance", "factuality", "factuality_all")

@@ -32,11 +32,6 @@ def tokenize(tokenizer, texts: list[str], max_tokens: int = MAX_TOKENS) -> list[
     return tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_tokens)["input_ids"]
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 class TextEmbedder:
     """Embeds texts with the torch model, caching by text (training and cross-validation)."""
 

@@ -15,12 +15,9 @@ import numpy as np
 
 from models.heads import (LogisticHead, PreferenceHead, calibrate, choose_threshold, fit_logistic, fit_platt,
                           fit_preference)
-from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES
+from models.signals import COMPLETENESS_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES, completeness_input
 from models.tables import RecordTable, stack, synthetic_factuality, synthetic_relevance
 
-STACK_FEATURES = ("relevance_p_mean", "relevance_p_max", "relevance_ok_sum",
-                  "factuality_p_mean", "factuality_p_max", "factuality_p_sum")
-COMPLETENESS_FEATURES = RESPONSE_FEATURES + STACK_FEATURES
 LEXICAL = tuple(f for f in SEGMENT_FEATURES if not f.startswith("cos_"))
 
 
@@ -67,16 +64,6 @@ class FittedHeads:
     relevance: LogisticHead
     factuality: LogisticHead
     completeness: PreferenceHead
-
-
-def completeness_input(resp_x: np.ndarray, p_rel: np.ndarray, p_fact: np.ndarray) -> np.ndarray:
-    """A response's completeness signals: RESPONSE_FEATURES then STACK_FEATURES (relevance_ok_sum
-    is the expected number of relevant sub-sentences: how much on-topic material there is)."""
-    if not len(p_rel):  # an empty response: nothing relevant, nothing wrong
-        return np.r_[resp_x, np.zeros(len(STACK_FEATURES))]
-    p_fact = p_fact if len(p_fact) else np.zeros(1)
-    stacked = [p_rel.mean(), p_rel.max(), float((1.0 - p_rel).sum()), p_fact.mean(), p_fact.max(), p_fact.sum()]
-    return np.r_[resp_x, stacked]
 
 
 def _segment_heads(tables: list[RecordTable], recipe: Recipe, threshold_rel=0.5, threshold_fact=0.5):

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.embedding import MAX_TOKENS, normalise, tokenize
+from models.embedding import MAX_TOKENS, tokenize
 from models.encoding import cached_ids
 from models.errors import InputTooLong
 from models.heads import LogisticHead, PreferenceHead, head_from_json
 from models.segment import Segment
-from models.signals import SEGMENT_FEATURES, Context, response_features, segment_features
+from models.signals import (COMPLETENESS_FEATURES, SEGMENT_FEATURES, Context, completeness_input, response_features,
+                           segment_features)
 
 SIGNALS_VERSION = 1  # bump when a signal's definition changes: checkpoints record the version they were fitted on
 
@@ -67,8 +68,6 @@ class SignalModel:
     models.encoding.Encoder for `models.checkpoint.load`."""
 
     def __init__(self, tokenizer, meta: dict):
-        from models.recipe import COMPLETENESS_FEATURES, completeness_input
-
         self.tokenizer = tokenizer
         self.meta = meta
         self.max_tokens = int(meta.get("max_length", MAX_TOKENS))
@@ -83,8 +82,6 @@ class SignalModel:
         self.completeness: PreferenceHead = heads["completeness"]
         self.relevance.columns(SEGMENT_FEATURES)  # fail at load, not at the first request
         self.factuality.columns(SEGMENT_FEATURES)
-        self._completeness_features = COMPLETENESS_FEATURES
-        self._completeness_input = completeness_input
         self._ids_cache: dict[str, list[int]] = {}  # passage sentences repeat across samples of a prompt
 
     def thresholds(self) -> dict[str, float]:
@@ -111,12 +108,13 @@ class SignalModel:
 
     def read(self, plan: ItemPlan, embeddings: np.ndarray) -> SignalOutputs:
         """Heads on one item, from its rows' embeddings (n_rows, dim) in `plan.rows` order."""
-        emb = normalise(np.asarray(embeddings, dtype=np.float64))[plan.index]
+        # the network's rows are L2-normalised already; float64 as in training (TextEmbedder)
+        emb = np.asarray(embeddings, dtype=np.float64)[plan.index]
         sub_x, sent_x, resp_x = item_features(plan.ctx, plan.response, plan.subs, plan.sents, emb)
         p_rel = self.relevance.p_error(sub_x, SEGMENT_FEATURES)
         p_fact = self.factuality.p_error(sent_x, SEGMENT_FEATURES)
-        comp_x = self._completeness_input(resp_x, p_rel, p_fact)
-        score = float(self.completeness.score(comp_x, self._completeness_features)[0])
+        comp_x = completeness_input(resp_x, p_rel, p_fact)
+        score = float(self.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
         return SignalOutputs(p_rel, p_fact, score)
 
     def run(self, forward, plans: list[ItemPlan], max_rows: int = 64) -> list[SignalOutputs]:

@@ -53,6 +53,11 @@ RESPONSE_FEATURES = (
     "log_words", "log_sentences", "passage_coverage", "question_passage_coverage", "unique_ratio",
     "mean_novel", "mean_redundancy", "no_end_punct", "cos_question", "cos_passages_mean",
 )
+# completeness is stacked on the segment heads: their P(error) summarised per response
+STACK_FEATURES = ("relevance_p_mean", "relevance_p_max", "relevance_ok_sum",
+                  "factuality_p_mean", "factuality_p_max", "factuality_p_sum")
+COMPLETENESS_FEATURES = RESPONSE_FEATURES + STACK_FEATURES
+
 
 
 def words(text: str) -> list[str]:
@@ -209,3 +214,13 @@ def response_features(ctx: Context, response: str, sents: list[Segment],
         row["cos_question"] = float(resp_emb @ ctx_emb[0])
         row["cos_passages_mean"] = float((ctx_emb[1:] @ resp_emb).mean()) if len(ctx_emb) > 1 else 0.0
     return np.array([row.get(name, 0.0) for name in RESPONSE_FEATURES], dtype=np.float64)
+
+
+def completeness_input(resp_x: np.ndarray, p_rel: np.ndarray, p_fact: np.ndarray) -> np.ndarray:
+    """A response's completeness signals: RESPONSE_FEATURES then STACK_FEATURES (relevance_ok_sum
+    is the expected number of relevant sub-sentences: how much on-topic material there is)."""
+    if not len(p_rel):  # an empty response: nothing relevant, nothing wrong
+        return np.r_[resp_x, np.zeros(len(STACK_FEATURES))]
+    p_fact = p_fact if len(p_fact) else np.zeros(1)
+    stacked = [p_rel.mean(), p_rel.max(), float((1.0 - p_rel).sum()), p_fact.mean(), p_fact.max(), p_fact.sum()]
+    return np.r_[resp_x, stacked]
