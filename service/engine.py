@@ -250,9 +250,8 @@ class ScoringEngine:
             try:
                 prepared = await asyncio.get_running_loop().run_in_executor(
                     self._prep_executor, self._prepare_checked, items)
-                need = sum(len(part.rows) for p in prepared for part in p.parts)
-                self._rows_in_flight += need
-                rows = need
+                rows = sum(len(part.rows) for p in prepared for part in p.parts)
+                self._rows_in_flight += rows
                 batchers = self._batchers_for_loop()
                 futures, shape = [], []
                 for p in prepared:

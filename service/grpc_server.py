@@ -172,7 +172,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, details):
         if details.method.startswith(f"/{SERVICE_NAME}/"):
-            from service.middleware import bearer_matches
+            from service.http import bearer_matches
 
             header = dict(details.invocation_metadata or ()).get("authorization")
             if not bearer_matches(header, self.api_key):

@@ -162,6 +162,16 @@ async def run_watched(coro, request, timeout: float | None):
             task.cancel()
 
 
+PROFILE_NAME_KEY = "fgrm.profile_name"  # the profile name, when the path was relabelled for metrics
+
+
+def bearer_matches(header: str | None, secret: str) -> bool:
+    """`Authorization: Bearer <secret>`, compared in constant time."""
+    import hmac
+
+    return bool(header) and hmac.compare_digest(header.encode(), f"Bearer {secret}".encode())
+
+
 def admin_routes(get_engine, admin_token: str) -> Starlette:
     """GET /v1/feedback-types, GET /v1/profiles, PUT /v1/profiles/{name} (mounted under /v1)."""
 
@@ -176,8 +186,6 @@ def admin_routes(get_engine, admin_token: str) -> Starlette:
             if not admin_token:
                 raise Forbidden("profile writes are disabled on this server: start it with an admin token "
                                 "(fgrm serve --admin-token-file PATH, or FGRM_ADMIN_TOKEN)")
-            from service.middleware import bearer_matches
-
             if not bearer_matches(request.headers.get("authorization"), admin_token):
                 raise Unauthorized("PUT /v1/profiles needs 'Authorization: Bearer <admin token>' (FGRM_ADMIN_TOKEN)")
             try:
@@ -186,8 +194,6 @@ def admin_routes(get_engine, admin_token: str) -> Starlette:
                 raise InvalidInput("body", "is not valid JSON") from None
             if not isinstance(body, dict) or not isinstance(body.get("weights"), dict):
                 raise InvalidInput("weights", 'the body must be {"weights": {"<type>": <weight>, ...}}')
-            from service.middleware import PROFILE_NAME_KEY
-
             name = request.scope.get(PROFILE_NAME_KEY, request.path_params["name"])
             weights = get_engine().profiles.put(name, body["weights"])
             return json_response({"name": name, "weights": weights})

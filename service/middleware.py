@@ -17,8 +17,9 @@ import json
 import logging
 import re
 
-from service.errors import DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, quote
-from service.http import error_response
+from service.errors import (DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, Unauthorized,
+                            UnsupportedMediaType, quote)
+from service.http import PROFILE_NAME_KEY, bearer_matches, error_response
 
 log = logging.getLogger("fgrm.http")
 
@@ -62,6 +63,12 @@ def inspect_body(body: bytes, known: set[str] | None) -> tuple[int, int, list[st
     return depth, items, unknown
 
 
+async def reject(exc, scope, receive, send) -> None:
+    """Answer with the error body before the app runs; one INFO line, never a traceback."""
+    log.info("refused: %s", exc.message)
+    await error_response(exc)(scope, receive, send)
+
+
 SCORING_PATHS = frozenset({"/v1/score", "/v1/openrlhf"})  # the routes that queue model work
 
 
@@ -85,10 +92,8 @@ class RequestGateMiddleware:
         # body is read, so under overload a refusal costs no parsing at all.
         self.refusal = refusal
 
-    async def _refuse(self, size: str, scope, receive, send) -> None:
-        exc = PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
-        log.info("refused: %s", exc.message)
-        await error_response(exc)(scope, receive, send)
+    def _too_large(self, size: str) -> PayloadTooLarge:
+        return PayloadTooLarge("body", f"{size} bytes; the limit is {self.max_bytes} bytes (max_body_bytes)")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
@@ -96,16 +101,16 @@ class RequestGateMiddleware:
         if self.refusal is not None and scope["path"] in SCORING_PATHS:
             refused = self.refusal()
             if refused is not None:
-                return await error_response(refused)(scope, receive, send)
+                return await reject(refused, scope, receive, send)
         headers = dict(scope.get("headers") or [])
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media.startswith(b"multipart/") or media == b"application/x-www-form-urlencoded":
             exc = UnsupportedMediaType("body", f"content-type {media.decode('latin-1')[:60]!r}; send JSON "
                                                "(content-type: application/json)")
-            return await error_response(exc)(scope, receive, send)
+            return await reject(exc, scope, receive, send)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await self._refuse(length.decode(), scope, receive, send)
+            return await reject(self._too_large(length.decode()), scope, receive, send)
         chunks, size = [], 0
         deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
@@ -114,14 +119,13 @@ class RequestGateMiddleware:
             except asyncio.TimeoutError:
                 exc = DeadlineExceeded(f"the request body did not arrive within {self.body_timeout_s:g} s "
                                        "(body_timeout_s)")
-                log.info("refused: %s", exc.message)
-                return await error_response(exc)(scope, receive, send)
+                return await reject(exc, scope, receive, send)
             if message["type"] != "http.request":  # the client went away
                 return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await self._refuse(f"more than {self.max_bytes}", scope, receive, send)
+                return await reject(self._too_large(f"more than {self.max_bytes}"), scope, receive, send)
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
@@ -141,8 +145,7 @@ class RequestGateMiddleware:
             exc = InvalidInput(unknown[0] or "body", f"unknown field {quote(unknown[0])}; this request takes "
                                                      f"{', '.join(sorted(known))}")
         if exc is not None:
-            log.info("refused: %s", exc.message)
-            return await error_response(exc)(scope, receive, send)
+            return await reject(exc, scope, receive, send)
         replayed = False
 
         async def replay():
@@ -153,13 +156,6 @@ class RequestGateMiddleware:
             return await receive()  # after the body: disconnect notices pass through
 
         return await self.app(scope, replay, send)
-
-
-def bearer_matches(header: str | None, secret: str) -> bool:
-    """`Authorization: Bearer <secret>`, compared in constant time."""
-    import hmac
-
-    return bool(header) and hmac.compare_digest(header.encode(), f"Bearer {secret}".encode())
 
 
 class ApiKeyMiddleware:
@@ -176,7 +172,7 @@ class ApiKeyMiddleware:
         header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
         if not bearer_matches(header, self.api_key):
             exc = Unauthorized("this server needs 'Authorization: Bearer <API key>' (fgrm serve --api-key-file)")
-            return await error_response(exc)(scope, receive, send)
+            return await reject(exc, scope, receive, send)
         return await self.app(scope, receive, send)
 
 
@@ -184,7 +180,6 @@ KNOWN_PATHS = frozenset({"/", "/docs.json", "/metrics", "/livez", "/readyz", "/h
                          "/v1/openrlhf", "/v1/feedback-types", "/v1/profiles"})
 PROFILE_PREFIX = "/v1/profiles/"
 PROFILE_ROUTE = "/v1/profiles/{name}"
-PROFILE_NAME_KEY = "fgrm.profile_name"
 
 
 ORIGINAL_PATH_KEY = "fgrm.original_path"
@@ -237,5 +232,5 @@ class RouteLabelMiddleware:
             scope = canonical_scope(scope)
             if scope["path"] == UNKNOWN_PATH:
                 shown = scope.get(ORIGINAL_PATH_KEY, UNKNOWN_PATH)[:80]
-                return await error_response(NotFound(f"no such path: {shown!r}"))(scope, receive, send)
+                return await reject(NotFound(f"no such path: {shown!r}"), scope, receive, send)
         return await self.app(scope, receive, send)
