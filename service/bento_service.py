@@ -21,6 +21,8 @@ from pydantic import Field, Strict, StrictFloat
 from service.config import Settings
 from service.http import (ErrorBodyMiddleware, admin_routes, error_response, json_response, request_timeout,
                           run_watched)
+from service.inspector import MOUNT as INSPECT_MOUNT
+from service.inspector import inspector_app
 from service.middleware import ApiKeyMiddleware, RequestGateMiddleware, RouteLabelMiddleware, bound_metric_labels
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
@@ -89,6 +91,7 @@ def _engine_refusal():
 
 
 @bentoml.asgi_app(admin_routes(_engine, SETTINGS.admin_token), path="/v1")
+@bentoml.asgi_app(inspector_app(), path=INSPECT_MOUNT)  # the reward inspector page (service.inspector)
 @bentoml.service(
     name="fgrm",
     workers=SETTINGS.workers,

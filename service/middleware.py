@@ -20,6 +20,7 @@ import re
 from service.errors import (DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, Unauthorized,
                             UnsupportedMediaType, quote)
 from service.http import PROFILE_NAME_KEY, bearer_matches, error_response
+from service.inspector import PATHS as INSPECTOR_PATHS
 
 log = logging.getLogger("fgrm.http")
 
@@ -177,7 +178,7 @@ class ApiKeyMiddleware:
 
 
 KNOWN_PATHS = frozenset({"/", "/docs.json", "/metrics", "/livez", "/readyz", "/healthz", "/v1/score", "/v1/mix",
-                         "/v1/openrlhf", "/v1/feedback-types", "/v1/profiles"})
+                         "/v1/openrlhf", "/v1/feedback-types", "/v1/profiles", *INSPECTOR_PATHS})
 PROFILE_PREFIX = "/v1/profiles/"
 PROFILE_ROUTE = "/v1/profiles/{name}"
 
