@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export BENTOML_DO_NOT_TRACK := True
 export BENTOML_HOME ?= $(HOME)/.cache/fgrm-bentoml
 
-.PHONY: install serve test bench ppo-demo lint clean
+.PHONY: install serve test chromium bench ppo-demo lint clean
 
 $(STAMP): requirements.lock pyproject.toml clients/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,17 @@ install: $(STAMP)
 serve: install
 	$(VENV)/bin/fgrm serve --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
-test: install
+test: install chromium
 	$(PY) -m pytest -q tests
+
+# The inspector's browser test (tests/service/test_inspector.py) drives Debian's chromium through
+# Playwright; no browser is downloaded. As root (CI on a fresh machine) it is installed when
+# missing; otherwise, or if apt cannot install it, that test is skipped and says why.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the inspector's browser test will be skipped"; }
 
 bench: install
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from service.inspector import ASSETS
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -27,6 +29,7 @@ def test_bentoml_build_packages_service_models_and_artifacts(tmp_path):
     src = root / "src"
     assert (src / "service" / "fgrm.proto").is_file() and not (src / "service" / "_proto").exists()
     assert (src / "models" / "feedback_types.toml").is_file()
+    assert all((src / "service" / "static" / "inspect" / name).is_file() for name in ASSETS)
     shipped = REPO / "artifacts"
     for f in shipped.rglob("*"):
         if f.is_file() and f.name != "train_log.jsonl":
