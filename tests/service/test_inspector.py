@@ -109,8 +109,8 @@ class Page:
             (press or (lambda: self.page.click("#score")))()
         return answer.value
 
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    def shot(self, name: str, full_page: bool = True) -> None:
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
     def close(self) -> None:
         self.context.close()
@@ -175,6 +175,10 @@ def test_the_page_shows_what_score_and_mix_answer(tab, fgrm_service):
         bars = page.eval_on_selector_all(f"#chart-{i} rect.bar", "els => els.length")
         assert bars == sum(1 for r in result["token_rewards"] if r != 0) > 0
     tab.shot("scored")
+    page.click(f"#tab-{types[0]['name']}")
+    page.hover("#text-0 mark.seg.neg >> nth=0")  # the README's picture: a penalised segment explained
+    assert page.is_visible("#tip")
+    tab.shot("inspector", full_page=False)
 
     # a weight moves (by keyboard): the page re-mixes through /v1/mix, never /v1/score
     mixes, score_calls = [], []
