@@ -248,13 +248,29 @@ def test_keyboard_alone_scores_and_reads_a_segment(tab):
     page.keyboard.press("Escape")
     assert not page.is_visible("#tip")
 
+    # a profile sets every weight at once and re-mixes
+    profiles = httpx.get(tab.base_url + "/v1/profiles", timeout=30).json()["profiles"]
+    other = next(name for name in profiles if name != page.input_value("#profile"))
+    page.select_option("#profile", other)
+    for name, w in profiles[other].items():
+        page.wait_for_function("([id, w]) => document.getElementById(id).textContent === w",
+                               arg=[f"weight-0-{name}", f"{w:.2f}"])
+        assert float(page.input_value(f"#w-{name}")) == pytest.approx(w)
 
-def test_narrow_window_has_no_sideways_scroll(browser, fgrm_service):
+
+def test_narrow_window_and_characters_outside_the_bmp(browser, fgrm_service):
+    """Readable at 400 px wide (no sideways scroll), and segments cut right after an emoji: the
+    service counts code points, JavaScript UTF-16 units."""
     narrow = Page(browser, fgrm_service.base_url, width=400, height=860).open().ready()
     try:
         narrow.load_example(3)
-        assert narrow.score().status == 200
+        narrow.page.fill("#response-1", "🎵 Bob Marley sang reggae 🇯🇲, ska and rocksteady. He was from Jamaica. 🙂")
+        answer = narrow.score()
+        assert answer.status == 200
         narrow.page.wait_for_selector("#columns[data-results='2']")
+        for t, want in answer.json()["results"][1]["types"].items():
+            narrow.page.click(f"#tab-{t}")
+            assert [m["text"] for m in marks(narrow.page, 1)] == [s["text"] for s in want["segments"]], t
         assert narrow.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         narrow.shot("narrow")
     finally:

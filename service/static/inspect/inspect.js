@@ -169,7 +169,7 @@
     const select = $("profile");
     const was = select.value || "default";
     select.replaceChildren(...Object.keys(state.profiles).map((name) => new Option(name, name)));
-    select.value = name in state.profiles ? was : Object.keys(state.profiles)[0];
+    select.value = was in state.profiles ? was : Object.keys(state.profiles)[0];
   }
 
   async function remix() {
