@@ -10,7 +10,6 @@ Screenshots go to runs/inspector/ (git-ignored).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -23,7 +22,7 @@ from service.inspect_examples import build, render
 from service.inspector import ASSETS, STATIC
 from tests.conftest import REPO, start_service
 
-CHROMIUM = os.environ.get("FGRM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package puts it there
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 SHOTS = REPO / "runs" / "inspector"
