@@ -65,6 +65,8 @@ class FgrmRewardGenerator:
         Settings.of(**settings)  # fail on a typo at construction
 
     def __getattr__(self, name: str) -> Any:  # everything else is the wrapped generator's
+        if name == "generator":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.generator, name)
 
     async def generate(self, input_batch: Mapping[str, Any]) -> dict[str, Any]:
