@@ -26,6 +26,7 @@ import grpc
 from grpc import aio
 
 from . import _proto
+from ._limit import ConcurrencyLimit
 from ._ready import apoll_ready, poll_ready
 from ._retry import RetryPolicy
 from .errors import (
@@ -230,10 +231,12 @@ def _health_serving(data: bytes) -> bool:
 
 
 class _Base:
-    def __init__(self, addresses, timeout: float, retry: RetryPolicy | None, api_key: str | None = None) -> None:
+    def __init__(self, addresses, timeout: float, retry: RetryPolicy | None, api_key: str | None = None,
+                 max_concurrency: int | None = None) -> None:
         self.target = make_target(addresses)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self._limit = ConcurrencyLimit(max_concurrency)  # fgrm_client._limit says why
         # a server started with --api-key-file wants this on every RewardService call
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
         pb = _proto.messages()
@@ -264,8 +267,9 @@ class GrpcClient(_Base):
         options: Iterable[tuple[str, Any]] = (),
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
-        super().__init__(addresses, timeout, retry, api_key)
+        super().__init__(addresses, timeout, retry, api_key, max_concurrency)
         opts = channel_options(options)
         self._channel = (
             grpc.secure_channel(self.target, credentials, options=opts)
@@ -290,6 +294,10 @@ class GrpcClient(_Base):
         self._channel.close()
 
     def _call(self, name: str, request):
+        with self._limit:
+            return self._send(name, request)
+
+    def _send(self, name: str, request):
         attempt = 0
         while True:
             attempt += 1
@@ -345,8 +353,9 @@ class AsyncGrpcClient(_Base):
         options: Iterable[tuple[str, Any]] = (),
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
-        super().__init__(addresses, timeout, retry, api_key)
+        super().__init__(addresses, timeout, retry, api_key, max_concurrency)
         opts = channel_options(options)
         self._channel = (
             aio.secure_channel(self.target, credentials, options=opts)
@@ -371,6 +380,10 @@ class AsyncGrpcClient(_Base):
         await self._channel.close()
 
     async def _call(self, name: str, request):
+        async with self._limit:
+            return await self._send(name, request)
+
+    async def _send(self, name: str, request):
         attempt = 0
         while True:
             attempt += 1

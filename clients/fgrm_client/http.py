@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import httpx
 
+from ._limit import ConcurrencyLimit
 from ._ready import apoll_ready, poll_ready
 from ._retry import RetryPolicy
 from .errors import (
@@ -208,9 +209,11 @@ class _Base:
         retry: RetryPolicy | None,
         headers: Mapping[str, str] | None,
         api_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self._limit = ConcurrencyLimit(max_concurrency)  # fgrm_client._limit says why
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         auth = {"authorization": f"Bearer {api_key}"} if api_key else {}  # servers with --api-key-file
         self._headers = {"user-agent": "fgrm-client/0.1", **auth, **(headers or {})}
@@ -229,7 +232,8 @@ class _Base:
 class HttpClient(_Base):
     """Synchronous client. Use as a context manager, or call :meth:`close`.
 
-    ``transport`` is passed to httpx (e.g. ``httpx.MockTransport`` in tests).
+    ``transport`` is passed to httpx (e.g. ``httpx.MockTransport`` in tests);
+    ``max_concurrency`` caps the calls in flight at once (``None``: no cap).
     """
 
     def __init__(
@@ -242,8 +246,9 @@ class HttpClient(_Base):
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         api_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, connect_timeout, retry, headers, api_key)
+        super().__init__(base_url, timeout, connect_timeout, retry, headers, api_key, max_concurrency)
         self._http = httpx.Client(
             base_url=self.base_url, timeout=self._timeout, headers=self._headers,
             transport=transport,
@@ -259,6 +264,10 @@ class HttpClient(_Base):
         self._http.close()
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
+        with self._limit:
+            return self._send(method, path, body)
+
+    def _send(self, method: str, path: str, body: Any) -> Any:
         url = self.base_url + path
         attempt = 0
         while True:
@@ -339,8 +348,9 @@ class AsyncHttpClient(_Base):
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         api_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, connect_timeout, retry, headers, api_key)
+        super().__init__(base_url, timeout, connect_timeout, retry, headers, api_key, max_concurrency)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=self._timeout, headers=self._headers,
             transport=transport,
@@ -356,6 +366,10 @@ class AsyncHttpClient(_Base):
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        async with self._limit:
+            return await self._send(method, path, body)
+
+    async def _send(self, method: str, path: str, body: Any) -> Any:
         url = self.base_url + path
         attempt = 0
         while True:

@@ -272,7 +272,57 @@ def test_nothing_heavy_is_imported():
     import subprocess
     import sys
 
-    code = ("import sys, fgrm_client, fgrm_client.align, fgrm_client.trl, fgrm_client.grpc; "
+    code = ("import sys, fgrm_client, fgrm_client.align, fgrm_client.trl, fgrm_client.grpc, "
+            "fgrm_client.trainers.verl, fgrm_client.trainers.slime, fgrm_client.trainers.nemo_gym, "
+            "fgrm_client.trainers.skyrl, fgrm_client.trainers.areal; "
             "print([m for m in ('torch', 'transformers', 'bentoml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_concurrency_cap_bounds_calls_in_flight():
+    """max_concurrency: at most n calls in flight, sync (threads) and async (tasks) alike."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def enter_leave(sleep):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        sleep()
+        with lock:
+            state["now"] -= 1
+
+    def sync_handler(request):
+        import time
+        enter_leave(lambda: time.sleep(0.02))
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    with HttpClient("http://fgrm.test", transport=httpx.MockTransport(sync_handler), max_concurrency=3) as c:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: c.score([ITEM]), range(12)))
+    assert state["peak"] == 3
+
+    state["peak"] = 0
+
+    async def async_handler(request):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    async def burst():
+        async with AsyncHttpClient("http://fgrm.test", transport=httpx.MockTransport(async_handler),
+                                   max_concurrency=2) as c:
+            await asyncio.gather(*(c.score([ITEM]) for _ in range(10)))
+
+    asyncio.run(burst())
+    assert state["peak"] == 2
+    with pytest.raises(ValueError):
+        HttpClient("http://fgrm.test", max_concurrency=0)
