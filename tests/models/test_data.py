@@ -1,4 +1,6 @@
 """Labels from QA-Feedback annotations: the rules the README documents."""
+import pytest
+
 from models.data import (IGNORE, corrected_example, error_spans, fold_of, label_response, preference_pairs,
                          split_records)
 
@@ -48,3 +50,21 @@ def test_split_is_by_question_and_stable():
     assert {r["question"] for r in train}.isdisjoint({r["question"] for r in dev})
     assert 20 <= len(dev) <= 60
     assert fold_of("q3") == fold_of(" q3 ")  # surrounding whitespace does not move a question
+
+
+def test_preference_audit_counts_position_wins_and_orderings():
+    from models.preference_audit import audit
+
+    record = {"question": "Who wrote Hamlet?", "passages": [["Hamlet", "Hamlet was written by Shakespeare."]],
+              "gold": "Shakespeare wrote Hamlet.",
+              "prediction 1": "Shakespeare wrote it.", "prediction 2": "Nobody knows.",
+              "prediction 3": "It was Shakespeare.", "prediction 4": "Marlowe wrote it in Paris.",
+              # 1>2, 3>1 (later wins), 1~4 tie, 3>2, 2~4 tie, 3>4
+              "preference": [1, 2, 0, 2, 0, 1]}
+    res = audit([record])
+    assert res["pairs"] == 4
+    assert res["earlier_wins"] == {"1 vs 2": 1.0, "1 vs 3": 0.0, "2 vs 3": 0.0, "3 vs 4": 1.0}
+    oracle = res["orderings"]["gold-answer overlap (oracle)"]
+    # gold words {shakespeare, wrote, hamlet}: 1 has 2, 2 has 0, 3 has 1, 4 has 1 ("wrote")
+    # 1>2 right, 3>1 wrong, 3>2 right, 3>4 tie
+    assert oracle["accuracy_without_ties"] == pytest.approx(2 / 3) and oracle["ties"] == 0.25
