@@ -24,6 +24,7 @@ from service.http import (ErrorBodyMiddleware, admin_routes, error_response, jso
 from service.inspector import MOUNT as INSPECT_MOUNT
 from service.inspector import inspector_app
 from service.middleware import ApiKeyMiddleware, RequestGateMiddleware, RouteLabelMiddleware, bound_metric_labels
+from service.slow_clients import time_out_slow_headers
 from service.openapi import OpenApiMiddleware, feedback_type_names, request_limits
 from service.schemas import ItemIn, MixItemIn, MixOut, OpenRLHFOut, ScoreOut
 
@@ -186,6 +187,7 @@ RewardService.add_asgi_middleware(ErrorBodyMiddleware)
 RewardService.add_asgi_middleware(OpenApiMiddleware, type_names=feedback_type_names(SETTINGS),
                                   limits=request_limits(SETTINGS))
 bound_metric_labels()
+time_out_slow_headers(SETTINGS.header_timeout_s)
 RewardService.add_asgi_middleware(RouteLabelMiddleware)
 RewardService.add_asgi_middleware(ApiKeyMiddleware, api_key=SETTINGS.api_key)
 RewardService.add_asgi_middleware(

@@ -81,6 +81,13 @@ class Settings:
     model is idle. 0: start at once; requests that arrive during a forward pass join the next
     batch anyway (env FGRM_BATCH_WAIT_MS)."""
 
+    compute_niceness: int = 10
+    """Linux: niceness (0-19) of the threads that compute (forward passes, the runtime's
+    intra-op threads, item preparation); the event loop keeps 0, so at saturation refusals,
+    probes and metrics still answer within milliseconds while the forward pass gets every idle
+    cycle (service/priority.py; RELIABILITY.md has the measurement). 0 leaves every thread as
+    it is (env FGRM_COMPUTE_NICENESS)."""
+
     max_queue_items: int = 512
     """Items admitted (queued or being scored) at once; beyond it requests are refused with
     Overloaded immediately (env FGRM_MAX_QUEUE_ITEMS)."""
@@ -114,8 +121,12 @@ class Settings:
 
     body_timeout_s: float = 30.0
     """Seconds a client has to send its whole request body once its headers are in; slower
-    bodies (a slowloris drip) get 408 and the connection is freed (env FGRM_BODY_TIMEOUT_S).
-    Slow *headers* are uvicorn's business, before any of fgrm runs."""
+    bodies (a slowloris drip) get 408 and the connection is freed (env FGRM_BODY_TIMEOUT_S)."""
+
+    header_timeout_s: float = 10.0
+    """Seconds a client has, from opening a connection (or from the first byte of its next
+    request on a kept-alive one), to send the request line and headers; slower connections are
+    closed (service/slow_clients.py); 0 turns the limit off (env FGRM_HEADER_TIMEOUT_S)."""
 
     torch_threads: int = 0
     """torch intra-op threads; 0 leaves torch's default (env FGRM_TORCH_THREADS)."""
@@ -170,6 +181,8 @@ class Settings:
                 raise ValueError(f"FGRM_{name.upper()} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.grpc_port < 65536 or not 0 <= self.http_port < 65536:
             raise ValueError("ports must be in 0..65535")
+        if not 0 <= self.compute_niceness <= 19:
+            raise ValueError(f"FGRM_COMPUTE_NICENESS must be in 0..19, got {self.compute_niceness}")
 
 
 def _read_secret(path: Path, what: str) -> str:

@@ -23,6 +23,7 @@ from service.config import Settings, batch_token_budget
 from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixResult, TypeResult
 from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, quote
 from service.mixing import MAX_REWARD, Profiles, check_offsets, mix, token_rewards
+from service.priority import lower_current_thread, lowering_new_threads
 from service.scorers import Prepared
 
 log = logging.getLogger("fgrm.engine")
@@ -56,7 +57,8 @@ class ScoringEngine:
                 import torch
 
                 torch.set_num_threads(self.settings.torch_threads)
-            scorers = build_scorers(load_feedback_types(self.settings.feedback_types), self.settings.runtime)
+            with lowering_new_threads(self.settings.compute_niceness, "model load"):
+                scorers = build_scorers(load_feedback_types(self.settings.feedback_types), self.settings.runtime)
         self.scorers = list(scorers)
         self.types = [t for s in self.scorers for t in s.types]
         self.type_names = [t.name for t in self.types]
@@ -71,8 +73,12 @@ class ScoringEngine:
         self._runs = [RunForward(s.backend, s.pad_id, self.metrics) for s in self.scorers]
         # forward passes on one thread (they use every core themselves); segmentation and
         # tokenisation on another, so preparing the next requests overlaps the current forward
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-forward")
-        self._prep_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-prepare")
+        # (both below the event loop's CPU priority: service/priority.py)
+        nice = (self.settings.compute_niceness,)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-forward",
+                                            initializer=lower_current_thread, initargs=nice)
+        self._prep_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-prepare",
+                                                 initializer=lower_current_thread, initargs=nice)
         self._batchers: list[Batcher] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admitted = 0

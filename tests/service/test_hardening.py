@@ -3,7 +3,9 @@ review (issue 8): no 5xx from input, nothing echoed back whole, closed by defaul
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 
 import grpc
 import httpx
@@ -163,7 +165,8 @@ def test_a_second_server_on_the_same_host_leaves_the_first_ones_metrics_alone(tm
 def guarded(tmp_path_factory):
     """A service whose admission bound is tiny (any wait estimate over 50 ms is refused) and
     which gives a request body one second to arrive."""
-    with start_service(tmp_path_factory.mktemp("guarded"), max_wait_s="0.05", body_timeout_s="1") as handle:
+    with start_service(tmp_path_factory.mktemp("guarded"), max_wait_s="0.05", body_timeout_s="1",
+                       header_timeout_s="1") as handle:
         yield handle
 
 
@@ -274,6 +277,42 @@ def test_unknown_top_level_fields_are_refused_like_unknown_item_fields(http):
     assert "items, profile, weights" in err["message"]
     _error(http.post("/v1/openrlhf", json={"query": [], "prompt": []}), 400, "prompt")
     assert http.post("/v1/score", json={"items": [ITEM], "weights": None, "profile": None}).status_code == 200
+
+
+def _dripped_until_closed(sock: socket.socket, head: bytes, seconds: float) -> float:
+    """Send `head` one byte every 0.2 s; seconds until the server closes (or `seconds`)."""
+    t0 = time.monotonic()
+    sock.settimeout(0.2)
+    for k in range(len(head)):
+        if time.monotonic() - t0 > seconds:
+            break
+        try:
+            sock.sendall(head[k:k + 1])
+            if sock.recv(1024) == b"":
+                return time.monotonic() - t0
+        except socket.timeout:
+            continue
+        except OSError:  # reset by the server: closed
+            return time.monotonic() - t0
+    return time.monotonic() - t0
+
+
+def test_headers_dripped_in_slowly_are_cut_off_on_new_and_kept_alive_connections(guarded):
+    host, port = guarded.base_url.removeprefix("http://").split(":")
+    head = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + b"X-Pad: a\r\n" * 20
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        assert _dripped_until_closed(sock, head, 8) < 4  # header_timeout_s=1
+    body = json.dumps({"items": [ITEM]}).encode()
+    request = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(request)  # a whole request in one go is answered, then the next head drips
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            reply += sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert _dripped_until_closed(sock, head, 8) < 4
+    assert httpx.post(guarded.base_url + "/v1/score", json={"items": [ITEM]}, timeout=60).status_code == 200
 
 
 def test_a_body_dripped_in_slowly_is_cut_off_and_others_are_served(guarded):
