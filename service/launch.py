@@ -117,6 +117,7 @@ def run_server(cmd: Sequence[str], workdir: Path, http_port: int, grpc_port: int
 @contextlib.contextmanager
 def start_service(workdir: Path, *, timeout: float = STARTUP_TIMEOUT_S, **settings: str) -> Iterator[ServiceHandle]:
     """Run `fgrm serve` on free ports; `settings` are FGRM_* overrides, e.g. max_queue_items="4"."""
+    settings.setdefault("state_dir", str(workdir / "state"))  # never the user's own profile store
     http_port, grpc_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     env = {**server_env(settings), "BENTOML_HOME": str(workdir / "bentoml")}  # keeps ~/bentoml untouched
