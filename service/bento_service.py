@@ -38,8 +38,12 @@ def exposure(settings: Settings) -> str:
     where = f"HTTP {settings.http_host}:{settings.http_port}{grpc}"
     scoring = ("scoring needs the API key" if settings.api_key
                else f"scoring is OPEN to anyone who can reach {where} (set --api-key-file to require a key)")
-    profiles = ("profile writes need the admin token" if settings.admin_token
-                else "profile writes are DISABLED (set --admin-token-file to allow them)")
+    if settings.read_only:
+        profiles = "profiles are READ-ONLY (from the configuration files; --read-only)"
+    elif settings.admin_token:
+        profiles = f"profile writes need the admin token (kept in {settings.state_dir or 'memory'})"
+    else:
+        profiles = "profile writes are DISABLED (set --admin-token-file to allow them)"
     return f"fgrm: {scoring}; {profiles}"
 
 

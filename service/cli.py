@@ -30,6 +30,11 @@ def serve_parser() -> argparse.ArgumentParser:
     ap.add_argument("--admin-token-file", default=None,
                     help="file holding the admin token that PUT /v1/profiles needs (without one, profile writes "
                          "are refused)")
+    ap.add_argument("--state-dir", default=None,
+                    help="directory of the profile store that every worker and server on this host share "
+                         "(default $XDG_DATA_HOME/fgrm, else ~/.local/share/fgrm)")
+    ap.add_argument("--read-only", action="store_const", const=True, default=None,
+                    help="profiles only from the configuration files; PUT /v1/profiles refused (clusters)")
     ap.add_argument("--api-key-file", default=None,
                     help="file holding an API key that scoring needs (HTTP Bearer, gRPC metadata); default: open")
     return ap
@@ -39,7 +44,7 @@ def serve_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """The `bentoml serve` command line and environment for `fgrm serve argv`."""
     args = serve_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    for key in ("feedback_types", "profiles", "admin_token_file", "api_key_file"):
+    for key in ("feedback_types", "profiles", "admin_token_file", "api_key_file", "state_dir"):
         if key in overrides:
             overrides[key] = Path(overrides[key]).resolve()
     settings = Settings.from_env(os.environ, **overrides)

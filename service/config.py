@@ -32,6 +32,21 @@ class Settings:
     "default" is the feedback types' configured weights unless a file redefines it; types a
     profile does not name keep their configured weight (env FGRM_PROFILES)."""
 
+    state_dir: Path | None = None
+    """Directory for state that every worker and every `fgrm serve` on this host share: the
+    profile store ``profiles.sqlite3`` (SQLite, WAL), so a profile written through one worker is
+    served by all and survives restarts. `from_env` fills it in when unset:
+    ``$XDG_DATA_HOME/fgrm``, else ``~/.local/share/fgrm``. None (Settings built in code, e.g. an
+    in-process engine in a test) keeps written profiles in the process's memory (env
+    FGRM_STATE_DIR, `fgrm serve --state-dir`)."""
+
+    read_only: bool = False
+    """Cluster mode: profiles come only from the configuration files (the feedback-types file's
+    ``[profiles.NAME]`` tables and FGRM_PROFILES, e.g. a mounted ConfigMap that every pod reads),
+    nothing is written to `state_dir`, and ``PUT /v1/profiles/{name}`` is refused (403
+    ``forbidden``, saying so), because a write to one pod would make the pods disagree (env
+    FGRM_READ_ONLY = 1/true/yes or 0/false/no, `fgrm serve --read-only`)."""
+
     admin_token: str = field(default="", repr=False)
     """``PUT /v1/profiles/{name}`` needs ``Authorization: Bearer <token>``; when empty (the
     default) profile writes are refused: closed unless someone chose to open them (env
@@ -150,6 +165,8 @@ class Settings:
                 continue
             values[name] = _parse(name, known[name], raw)
         values.update(overrides)
+        if values.get("state_dir") is None:
+            values["state_dir"] = default_state_dir(env)
         for secret in ("admin_token", "api_key"):
             path = values.get(f"{secret}_file")
             if path and not values.get(secret):
@@ -185,6 +202,15 @@ class Settings:
             raise ValueError(f"FGRM_COMPUTE_NICENESS must be in 0..19, got {self.compute_niceness}")
 
 
+def default_state_dir(environ) -> Path:
+    """Where a served process keeps shared state unless told: the XDG data directory."""
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "fgrm"
+
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def _read_secret(path: Path, what: str) -> str:
     try:
         value = path.read_text().strip()
@@ -206,6 +232,10 @@ def _parse(name: str, f: dataclasses.Field, raw: str):
             return Path(raw)
         if kind == "Path | None":
             return Path(raw) if raw else None
+        if kind == "bool":
+            if raw.strip().lower() not in TRUE + FALSE:
+                raise ValueError(raw)
+            return raw.strip().lower() in TRUE
         return raw
     except ValueError:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None

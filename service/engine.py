@@ -22,8 +22,9 @@ from service.batching import Batcher, RunForward, plan
 from service.config import Settings, batch_token_budget
 from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixResult, TypeResult
 from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, quote
-from service.mixing import MAX_REWARD, Profiles, check_offsets, mix, token_rewards
+from service.mixing import MAX_REWARD, check_offsets, mix, token_rewards
 from service.priority import lower_current_thread, lowering_new_threads
+from service.profiles import build_profiles
 from service.scorers import Prepared
 
 log = logging.getLogger("fgrm.engine")
@@ -65,10 +66,9 @@ class ScoringEngine:
         self._type_of = {t.name: t for t in self.types}
         self._granularities = {g for s in self.scorers for g in s.granularities()}
         # named profiles: [profiles.NAME] tables of the feedback-types file (when it was loaded
-        # from there), then of FGRM_PROFILES
-        self.profiles = Profiles.from_files({t.name: float(t.weight) for t in self.types},
-                                            [self.settings.feedback_types if loaded_from_file else None,
-                                             self.settings.profiles])
+        # from there), then of FGRM_PROFILES; writes kept where the settings say (service.profiles)
+        self.profiles = build_profiles(self.settings, {t.name: float(t.weight) for t in self.types},
+                                       self.settings.feedback_types if loaded_from_file else None)
         self.metrics = metrics if metrics is not None else EngineMetrics.shared()
         self._runs = [RunForward(s.backend, s.pad_id, self.metrics) for s in self.scorers]
         # forward passes on one thread (they use every core themselves); segmentation and

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import time
 
 from starlette.applications import Starlette
@@ -36,8 +37,15 @@ def _finite(x):
     return x if not isinstance(x, float) or math.isfinite(x) else None
 
 
+WORKER_HEADER = "x-fgrm-worker"
+# which worker process answered: with FGRM_WORKERS > 1 it tells an operator (and the tests that
+# check every worker serves the same profiles) which of them it was; read per response, since
+# this module may be imported before BentoML forks its workers
+
+
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_finite)
+    headers = {**(headers or {}), WORKER_HEADER: str(os.getpid())}
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -183,6 +191,7 @@ def admin_routes(get_engine, admin_token: str) -> Starlette:
 
     async def put_profile(request: Request) -> Response:
         try:
+            get_engine().profiles.check_writable()  # read-only first: no token can make it writable
             if not admin_token:
                 raise Forbidden("profile writes are disabled on this server: start it with an admin token "
                                 "(fgrm serve --admin-token-file PATH, or FGRM_ADMIN_TOKEN)")

@@ -7,8 +7,8 @@ both need the real `fgrm serve` (and the benchmark also its naive baseline serve
         httpx.post(handle.base_url + "/v1/score", ...)
 
 `run_server` is the general form: any command that answers `GET /readyz` with 200 once it can
-serve. Each server runs in its own process group, so stopping it also stops BentoML's
-arbiter and worker processes.
+serve. Each server runs in its own process group, so stopping it (SIGTERM) also stops BentoML's
+arbiter, which stops its workers; `kill_tree` kills a server and its workers without warning.
 """
 
 from __future__ import annotations
@@ -76,13 +76,34 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group we created: bentoml's arbiter and its workers
+        os.killpg(proc.pid, signal.SIGTERM)  # the group we created: the arbiter stops its workers
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_tree(proc)
     except ProcessLookupError:
         pass
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a server and every process under it, at once (no graceful shutdown).
+
+    Not `killpg`: BentoML's arbiter (circus) starts each worker in a session of its own, so a
+    worker outlives a killed process group and goes on serving on the socket it inherited.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+    proc.wait(timeout=30)
 
 
 def server_env(settings: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -117,6 +138,7 @@ def run_server(cmd: Sequence[str], workdir: Path, http_port: int, grpc_port: int
 @contextlib.contextmanager
 def start_service(workdir: Path, *, timeout: float = STARTUP_TIMEOUT_S, **settings: str) -> Iterator[ServiceHandle]:
     """Run `fgrm serve` on free ports; `settings` are FGRM_* overrides, e.g. max_queue_items="4"."""
+    settings.setdefault("state_dir", str(workdir / "state"))  # never the user's own profile store
     http_port, grpc_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     env = {**server_env(settings), "BENTOML_HOME": str(workdir / "bentoml")}  # keeps ~/bentoml untouched

@@ -1,4 +1,4 @@
-"""Weights, named profiles, the mix Σ_k w_k · r_k, and rewards on the trainer's tokens.
+"""Weights, the mix Σ_k w_k · r_k, and rewards on the trainer's tokens.
 
 Pure functions over `service.domain` data: no model, no I/O, so `/v1/mix` is stateless and
 cheap, and `/v1/score` mixes with exactly the same code.
@@ -7,23 +7,15 @@ cheap, and `/v1/score` mixes with exactly the same code.
 from __future__ import annotations
 
 import math
-import re
-import threading
-import tomllib
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from service.domain import Component, Mixed, MixEvent
-from service.errors import InvalidInput, clip, quote
+from service.errors import InvalidInput, quote
 
-DEFAULT_PROFILE = "default"
 # Bounds that keep every mixed total finite in float64 (JSON has no Infinity): |w · r| <= 1e12
 # per segment, and no request carries 1e290 segments.
 MAX_WEIGHT = 1e6
 MAX_REWARD = 1e6
-MAX_PROFILE_NAME = 64
-MAX_PROFILES = 256
-PROFILE_NAME = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_PROFILE_NAME}}}")
 
 
 def check_weights(weights: Mapping[str, object], known: Sequence[str], field: str = "weights") -> dict[str, float]:
@@ -42,66 +34,6 @@ def check_weights(weights: Mapping[str, object], known: Sequence[str], field: st
             raise InvalidInput(where, f"weight must be in [0, {MAX_WEIGHT:g}], got {value:g}")
         out[name] = value
     return out
-
-
-class Profiles:
-    """Named weight profiles, complete over the configured types; "default" always exists.
-
-    Kept in memory per worker process; PUT edits are not persisted (seed them with
-    FGRM_PROFILES to survive restarts).
-    """
-
-    def __init__(self, defaults: Mapping[str, float], seed: Mapping[str, Mapping[str, object]] | None = None):
-        self.types = list(defaults)
-        self._configured = dict(defaults)
-        self._profiles: dict[str, dict[str, float]] = {DEFAULT_PROFILE: dict(defaults)}
-        self._lock = threading.Lock()
-        for name, weights in (seed or {}).items():
-            self.put(name, weights, field=f"profiles.{name}")
-
-    @classmethod
-    def from_files(cls, defaults: Mapping[str, float], paths: Sequence[Path | None]) -> "Profiles":
-        """Profiles from the ``[profiles.NAME]`` tables of TOML files (later files win), e.g.
-        the feedback-types file itself and FGRM_PROFILES."""
-        seed: dict[str, Mapping[str, object]] = {}
-        for path in paths:
-            if path is None:
-                continue
-            with Path(path).open("rb") as fh:
-                seed.update(tomllib.load(fh).get("profiles", {}))
-        return cls(defaults, seed)
-
-    def all(self) -> dict[str, dict[str, float]]:
-        with self._lock:
-            return {k: dict(v) for k, v in self._profiles.items()}
-
-    def get(self, name: str, field: str = "profile") -> dict[str, float]:
-        with self._lock:
-            if name not in self._profiles:
-                raise InvalidInput(field, f"unknown profile {quote(name)}; known profiles: "
-                                          f"{clip(', '.join(self._profiles), 400)}")
-            return dict(self._profiles[name])
-
-    def put(self, name: str, weights: Mapping[str, object], field: str = "weights") -> dict[str, float]:
-        """Create or replace a profile; types it does not name keep their configured default."""
-        if not PROFILE_NAME.fullmatch(name):
-            raise InvalidInput("name", f"profile names are 1-{MAX_PROFILE_NAME} of A-Z a-z 0-9 '-' '_' '.', "
-                                       f"got {quote(name)}")
-        checked = check_weights(weights, self.types, field)
-        with self._lock:
-            if name not in self._profiles and len(self._profiles) >= MAX_PROFILES:
-                raise InvalidInput("name", f"this server already holds {MAX_PROFILES} profiles (the limit); "
-                                           "replace one instead")
-            full = {**self._configured, **checked}
-            self._profiles[name] = full
-            return dict(full)
-
-    def resolve(self, weights: Mapping[str, object] | None, profile: str | None) -> dict[str, float]:
-        """Effective weights: the profile's (default "default"), overridden per type by `weights`."""
-        base = self.get(profile or DEFAULT_PROFILE)
-        if weights:
-            base.update(check_weights(weights, self.types))
-        return base
 
 
 def mix(components: Mapping[str, Component], weights: Mapping[str, float]) -> Mixed:

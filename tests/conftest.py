@@ -35,6 +35,15 @@ def start_service(workdir: Path, **settings: str):
     return launch.start_service(workdir, **settings)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_home(tmp_path_factory):
+    """Served processes keep profiles under $XDG_DATA_HOME/fgrm unless told otherwise: point it
+    at a temporary folder for the whole session, so no test can write the user's own store."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def fgrm_service(tmp_path_factory):
     """The real service on the shipped models, shared by every test of the session.

@@ -7,14 +7,22 @@ Retries: scoring is idempotent, so connection failures (refused, reset, closed b
 and the two "refused before doing any work" statuses, 503 and 429, are retried with backoff and
 jitter, honouring ``Retry-After``. Read timeouts are not retried (the service may still be
 working; a retry would double the load when it is already slow), nor are 4xx or other 5xx.
+
+Several replicas: pass a list of base URLs. Calls take them in turn (round robin, starting one
+further each call). A replica whose connection fails is skipped by every call for
+``MARK_DOWN_S`` (as gRPC's round_robin skips a subchannel in TRANSIENT_FAILURE), and the call
+that found it down moves to the next replica at once, without the backoff sleep. So a replica
+that dies costs one refused connection per caller, not a failed call, and the retry budget is
+spent on replicas that answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import httpx
 
@@ -53,6 +61,8 @@ FEEDBACK_TYPES_PATH = "/v1/feedback-types"
 READY_PATH = "/readyz"
 
 RETRY_STATUSES = frozenset({429, 503})
+MARK_DOWN_S = 5.0
+"""Seconds a replica whose connection failed is left out of the rotation (then tried again)."""
 # Network failures where the request cannot have been half-processed in a harmful way
 # (scoring is idempotent). ReadTimeout/WriteTimeout/PoolTimeout are deliberately absent.
 _RETRY_EXCEPTIONS = (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
@@ -203,7 +213,7 @@ def _json_or_protocol_error(response: httpx.Response) -> Any:
 class _Base:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         timeout: float,
         connect_timeout: float,
         retry: RetryPolicy | None,
@@ -211,15 +221,37 @@ class _Base:
         api_key: str | None = None,
         max_concurrency: int | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("no base URL given")
+        self.base_urls = tuple(u.rstrip("/") for u in urls)
+        self.base_url = self.base_urls[0]
+        self._turn = itertools.count()
+        self._down_until: dict[str, float] = {}
         self.retry = retry or RetryPolicy()
         self._limit = ConcurrencyLimit(max_concurrency)  # fgrm_client._limit says why
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         auth = {"authorization": f"Bearer {api_key}"} if api_key else {}  # servers with --api-key-file
         self._headers = {"user-agent": "fgrm-client/0.1", **auth, **(headers or {})}
 
-    def _should_retry(self, attempt: int, response=None, exc=None) -> float | None:
+    def _attempt_urls(self) -> Iterator[str]:
+        """The base URL of each attempt of one call: the replicas in turn from the next one,
+        leaving out those marked down unless every one is."""
+        start = next(self._turn)
+        for i in itertools.count():
+            url = self.base_urls[(start + i) % len(self.base_urls)]
+            if self._is_up(url) or not any(self._is_up(u) for u in self.base_urls):
+                yield url
+
+    def _is_up(self, url: str) -> bool:
+        return self._down_until.get(url, 0.0) <= time.monotonic()
+
+    def _should_retry(self, attempt: int, response=None, exc=None, base: str = "") -> float | None:
         """Seconds to sleep before the next attempt, or None when the failure is final."""
+        if exc is not None and isinstance(exc, _RETRY_EXCEPTIONS) and len(self.base_urls) > 1:
+            self._down_until[base] = time.monotonic() + MARK_DOWN_S
+            if attempt < self.retry.max_attempts and any(self._is_up(u) for u in self.base_urls):
+                return 0.0  # another replica is up: no reason to wait before trying it
         if attempt >= self.retry.max_attempts:
             return None
         if exc is not None:
@@ -238,7 +270,7 @@ class HttpClient(_Base):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | Sequence[str] = DEFAULT_URL,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -268,24 +300,28 @@ class HttpClient(_Base):
             return self._send(method, path, body)
 
     def _send(self, method: str, path: str, body: Any) -> Any:
-        url = self.base_url + path
+        urls = self._attempt_urls()
         attempt = 0
         while True:
             attempt += 1
+            base = next(urls)
+            url = base + path
             try:
-                response = self._http.request(method, path, json=body)
+                response = self._http.request(method, url, json=body)
             except httpx.HTTPError as exc:
-                delay = self._should_retry(attempt, exc=exc)
+                delay = self._should_retry(attempt, exc=exc, base=base)
                 if delay is None:
                     raise _error_from_exception(exc, url, attempt) from exc
-                time.sleep(delay)
+                if delay:
+                    time.sleep(delay)
                 continue
             if response.is_success:
                 return _json_or_protocol_error(response)
             delay = self._should_retry(attempt, response=response)
             if delay is None:
                 raise error_from_response(response, attempt)
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)
 
     def score(
         self,
@@ -326,11 +362,17 @@ class HttpClient(_Base):
     def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
         """Block until the service reports ready; raise :class:`Timeout` after ``timeout`` s."""
         def probe(seconds: float) -> str | None:
-            try:
-                r = self._http.get(READY_PATH, timeout=max(seconds, 0.01))
-            except httpx.HTTPError as exc:
-                return type(exc).__name__
-            return None if r.is_success else f"HTTP {r.status_code}"
+            reasons = []
+            for base in self.base_urls:  # ready when any replica is: calls go to the ready ones
+                try:
+                    r = self._http.get(base + READY_PATH, timeout=max(seconds / len(self.base_urls), 0.01))
+                except httpx.HTTPError as exc:
+                    reasons.append(type(exc).__name__)
+                    continue
+                if r.is_success:
+                    return None
+                reasons.append(f"HTTP {r.status_code}")
+            return ", ".join(reasons)
 
         poll_ready(probe, timeout, poll_interval, self.base_url + READY_PATH)
 
@@ -340,7 +382,7 @@ class AsyncHttpClient(_Base):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | Sequence[str] = DEFAULT_URL,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -370,24 +412,28 @@ class AsyncHttpClient(_Base):
             return await self._send(method, path, body)
 
     async def _send(self, method: str, path: str, body: Any) -> Any:
-        url = self.base_url + path
+        urls = self._attempt_urls()
         attempt = 0
         while True:
             attempt += 1
+            base = next(urls)
+            url = base + path
             try:
-                response = await self._http.request(method, path, json=body)
+                response = await self._http.request(method, url, json=body)
             except httpx.HTTPError as exc:
-                delay = self._should_retry(attempt, exc=exc)
+                delay = self._should_retry(attempt, exc=exc, base=base)
                 if delay is None:
                     raise _error_from_exception(exc, url, attempt) from exc
-                await asyncio.sleep(delay)
+                if delay:
+                    await asyncio.sleep(delay)
                 continue
             if response.is_success:
                 return _json_or_protocol_error(response)
             delay = self._should_retry(attempt, response=response)
             if delay is None:
                 raise error_from_response(response, attempt)
-            await asyncio.sleep(delay)
+            if delay:
+                await asyncio.sleep(delay)
 
     async def score(self, items, weights=None, profile=None) -> list[ItemResult]:
         """See :meth:`HttpClient.score`."""
@@ -408,11 +454,17 @@ class AsyncHttpClient(_Base):
     async def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
         """See :meth:`HttpClient.wait_until_ready`."""
         async def probe(seconds: float) -> str | None:
-            try:
-                r = await self._http.get(READY_PATH, timeout=max(seconds, 0.01))
-            except httpx.HTTPError as exc:
-                return type(exc).__name__
-            return None if r.is_success else f"HTTP {r.status_code}"
+            reasons = []
+            for base in self.base_urls:
+                try:
+                    r = await self._http.get(base + READY_PATH, timeout=max(seconds / len(self.base_urls), 0.01))
+                except httpx.HTTPError as exc:
+                    reasons.append(type(exc).__name__)
+                    continue
+                if r.is_success:
+                    return None
+                reasons.append(f"HTTP {r.status_code}")
+            return ", ".join(reasons)
 
         await apoll_ready(probe, timeout, poll_interval, self.base_url + READY_PATH)
 

@@ -326,3 +326,63 @@ def test_concurrency_cap_bounds_calls_in_flight():
     assert state["peak"] == 2
     with pytest.raises(ValueError):
         HttpClient("http://fgrm.test", max_concurrency=0)
+
+
+def test_several_replicas_take_turns_and_a_dead_one_costs_no_failed_call(monkeypatch):
+    sleeps, hosts = [], []
+    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "dead":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    with HttpClient(["http://dead:1", "http://live:1"], retry=FAST,
+                    transport=httpx.MockTransport(handler)) as client:
+        for _ in range(6):
+            assert client.score([ITEM])[0].mixed.total == 0.81
+    # the first call finds the dead replica, moves on at once and leaves it out from then on
+    assert hosts == ["dead"] + ["live"] * 6 and sleeps == []
+    with HttpClient(["http://live:1", "http://live:2"], transport=httpx.MockTransport(handler)) as client:
+        hosts.clear()
+        for _ in range(4):
+            client.score([ITEM])
+        assert hosts == ["live"] * 4
+
+
+def test_a_replica_marked_down_is_tried_again_later(monkeypatch):
+    import fgrm_client.http as http_module
+
+    clock = [100.0]
+    monkeypatch.setattr(http_module.time, "monotonic", lambda: clock[0])
+    hosts, dead = [], {"a"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host in dead:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"results": [RESULT]})
+
+    with HttpClient(["http://a:1", "http://b:1"], retry=FAST, transport=httpx.MockTransport(handler)) as client:
+        client.score([ITEM])
+        client.score([ITEM])
+        assert hosts == ["a", "b", "b"]
+        dead.clear()
+        clock[0] += http_module.MARK_DOWN_S  # a is back, and its time out is over
+        client.score([ITEM])
+        client.score([ITEM])
+        assert sorted(hosts[3:]) == ["a", "b"]
+
+
+def test_several_replicas_all_down_back_off_after_trying_each(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with HttpClient(["http://a:1", "http://b:1"], retry=FAST, transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(Unavailable) as err:
+            client.score([ITEM])
+    assert err.value.attempts == 4 and len(sleeps) == 2  # a, b at once; both down: back off, a, back off, b

@@ -11,7 +11,8 @@ from service.batching import plan
 from service.config import Settings
 from service.domain import Component
 from service.errors import InvalidInput
-from service.mixing import Profiles, check_offsets, mix, token_at, token_rewards
+from service.mixing import check_offsets, mix, token_at, token_rewards
+from service.profiles import Profiles
 
 
 def test_plan_sorts_by_length_and_respects_the_token_budget():
@@ -175,7 +176,7 @@ def test_token_budget_defaults_by_device_and_an_explicit_one_wins():
 
 
 def test_profiles_are_bounded_in_count_and_name():
-    from service.mixing import MAX_PROFILES
+    from service.profiles import MAX_PROFILES
 
     profiles = Profiles({"a": 1.0})
     for i in range(MAX_PROFILES - 1):  # "default" is one of them
