@@ -86,7 +86,7 @@ def test_service_down_bounded_retries_then_unavailable():
 
 def test_503_backs_off_then_succeeds(monkeypatch):
     sleeps = []
-    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    monkeypatch.setattr("fgrm_client._drivers.time.sleep", sleeps.append)
     answers = iter([503, 503, 200])
 
     def handler(request):
@@ -102,7 +102,7 @@ def test_503_backs_off_then_succeeds(monkeypatch):
 
 def test_backoff_grows_and_honours_retry_after(monkeypatch):
     sleeps = []
-    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    monkeypatch.setattr("fgrm_client._drivers.time.sleep", sleeps.append)
     policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=1.0)
 
     def handler(request):
