@@ -36,6 +36,11 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the inspector's browser test will be skipped"; }
 
+# ruff over everything; mypy over service/ and models/ (pyproject.toml says what it checks and why).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 bench: install
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 

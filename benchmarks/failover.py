@@ -10,7 +10,7 @@ client's balancing, one replica killed in the middle of the run.
    and as many gRPC callers (one `GrpcClient([A, B])`, gRPC's round_robin), each a closed loop
    of one-item calls over the pool, each client with `RetryPolicy(max_attempts=8)`.
 4. After `--seconds-before`, B is killed: SIGKILL to its arbiter and every worker
-   (`service.launch.kill_tree`), no graceful shutdown, in-flight calls cut off; its ports are
+   (`benchmarks.launch.kill_tree`), no graceful shutdown, in-flight calls cut off; its ports are
    checked to refuse connections. The load goes on for `--seconds-after`.
 
 Reports per transport the calls, the failed calls (after the client's retries; there should be
@@ -92,7 +92,7 @@ def run(pool: list[dict], workdir: Path, *, callers: int, seconds_before: float,
         settings: dict[str, str] | None = None) -> dict:
     from fgrm_client import GrpcClient, HttpClient, RetryPolicy
 
-    from service.launch import kill_tree, start_service
+    from benchmarks.launch import kill_tree, start_service
 
     settings = dict(settings or {})
     with ExitStack() as stack:

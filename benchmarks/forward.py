@@ -61,34 +61,34 @@ def bench(backend, seqs: list[list[int]], pad_id: int, batch_size: int, repeats:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.data import DATA_DIR
+    import dataclasses
+
     from models import runtime as runtimes
+    from models.data import DATA_DIR
+    from service.config import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default="artifacts/fgrm-qa-minilm")
     ap.add_argument("--data", default=str(DATA_DIR / "dev_feedback.json"))
     ap.add_argument("--runtimes", default="torch,onnx,onnx-int8",
-                    help="comma list; torch dtype via FGRM_TORCH_DTYPE, e.g. torch:float16")
+                    help="comma list; a torch dtype after a colon, e.g. torch:float16")
     ap.add_argument("--batch-sizes", default="1,8,32")
     ap.add_argument("--items", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
     seqs, pad_id = encoded_items(args.checkpoint, args.data, args.items)
-    import os
-
+    options = Settings.from_env().runtime_options()  # FGRM_CACHE_DIR, FGRM_ORT_THREADS, FGRM_TORCH_DTYPE
     for spec in args.runtimes.split(","):
         name, _, dtype = spec.partition(":")
-        if dtype:
-            os.environ["FGRM_TORCH_DTYPE"] = dtype
         try:
-            backend = runtimes.create(args.checkpoint, name)
+            backend = runtimes.create(args.checkpoint, name,
+                                      dataclasses.replace(options, torch_dtype=dtype) if dtype else options)
         except Exception as exc:  # a runtime missing on this host is a row, not a crash
             print(json.dumps({"runtime": spec, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
             continue
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             row = bench(backend, seqs, pad_id, bs, args.repeats)
             print(json.dumps({"runtime": spec, "provider": backend.provider, **row}), flush=True)
-        os.environ.pop("FGRM_TORCH_DTYPE", None)
     return 0
 
 

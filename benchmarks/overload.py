@@ -61,7 +61,7 @@ async def idle_latency(client: httpx.AsyncClient, item: dict, n: int = 5) -> flo
 
 async def run(args) -> dict:
     from benchmarks.soak import items_pool
-    from service.launch import start_service
+    from benchmarks.launch import start_service
 
     pool = items_pool()
     settings = dict(kv.split("=", 1) for kv in args.setting)

@@ -222,11 +222,17 @@ def load_servers(targets: dict, items: list[dict], concurrencies: list[int], bef
 
 
 # ----------------------------------------------------------------------------- servers
-def server_settings(runtime: str) -> dict[str, str]:
-    """The FGRM_* settings of this process (so the servers run what the in-process engine ran),
-    with the runtime pinned to the one the engine resolved."""
-    settings = {k[len("FGRM_"):].lower(): v for k, v in os.environ.items()
-                if k.startswith("FGRM_") and not k.startswith("FGRM_TEST_")}
+def server_settings(engine_settings, runtime: str) -> dict[str, str]:
+    """The settings the in-process engine ran with (what this process's FGRM_* variables set,
+    i.e. every field that differs from the default), so the servers run the same, with the
+    runtime pinned to the one the engine resolved."""
+    import dataclasses
+
+    from service.config import Settings
+
+    default = Settings()
+    settings = {f.name: str(getattr(engine_settings, f.name)) for f in dataclasses.fields(Settings)
+                if f.compare and getattr(engine_settings, f.name) != getattr(default, f.name)}
     settings["runtime"] = runtime
     # this benchmark measures throughput at saturation, not admission: without this the default
     # bound in time (max_wait_s = 2 s) refuses part of the c=32 load on a 2-core CPU
@@ -235,13 +241,13 @@ def server_settings(runtime: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def naive_server(runtime: str, workdir: Path):
+def naive_server(settings: dict[str, str], workdir: Path):
     """benchmarks/naive_server.py as a subprocess on a free port, ready."""
-    from service import launch
+    from benchmarks import launch
 
     port = launch.free_port()
-    cmd = [sys.executable, "-m", "benchmarks.naive_server", "--port", str(port), "--runtime", runtime]
-    with launch.run_server(cmd, workdir, port, env=launch.server_env(server_settings(runtime))) as handle:
+    cmd = [sys.executable, "-m", "benchmarks.naive_server", "--port", str(port), "--runtime", settings["runtime"]]
+    with launch.run_server(cmd, workdir, port, env=launch.server_env(settings)) as handle:
         yield handle
 
 
@@ -268,7 +274,7 @@ def run(args, service_handle=None) -> dict:
     (tests); else `fgrm serve` is started here. It and the naive server run side by side (an
     idle one costs nothing) so that their settings can alternate."""
     from models.data import DATA_DIR
-    from service import launch
+    from benchmarks import launch
 
     data = args.data or DATA_DIR / "dev_feedback.json"
     load_before = os.getloadavg()
@@ -290,11 +296,12 @@ def run(args, service_handle=None) -> dict:
         "engine": measure_engine(engine, items),
     }
     workdir = Path(tempfile.mkdtemp(prefix="fgrm-bench-"))
+    settings = server_settings(engine.settings, runtime)
     with contextlib.ExitStack() as stack:
         if service_handle is None:
             log.info("starting fgrm serve and the naive server (runtime %s)", runtime)
-            service_handle = stack.enter_context(launch.start_service(workdir / "service", **server_settings(runtime)))
-        naive = stack.enter_context(naive_server(runtime, workdir / "naive"))
+            service_handle = stack.enter_context(launch.start_service(workdir / "service", **settings))
+        naive = stack.enter_context(naive_server(settings, workdir / "naive"))
         targets = {("service", "http"): service_handle.base_url, ("service", "grpc"): service_handle.grpc_target,
                    ("naive", "http"): naive.base_url}
         results["raw_rounds"], results["engine_rounds"], results["server_rounds"] = [], [], []

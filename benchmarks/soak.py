@@ -53,7 +53,7 @@ def items_pool() -> list[dict]:
 async def run(args) -> dict:
     from fgrm_client import AsyncGrpcClient, AsyncHttpClient
     from fgrm_client.errors import FgrmError
-    from service.launch import start_service
+    from benchmarks.launch import start_service
 
     pool = items_pool()
     rng = random.Random(0)

@@ -1,5 +1,9 @@
 """Checkpoint directories: Hugging Face encoder + tokenizer + heads + `fgrm.json` metadata.
 
+This module is the file format only: reading and writing a checkpoint, never running one.
+Runtimes (`models.runtime`) read checkpoints through it; `models.runtime.load` makes a loaded,
+ready-to-score checkpoint.
+
 Layout of a checkpoint directory:
   config.json, model.safetensors       the encoder (saved in fp16 to halve the repository size)
   tokenizer.json, tokenizer_config.json the tokenizer, with the [SEG] marker added
@@ -9,7 +13,6 @@ Layout of a checkpoint directory:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 META_FILE = "fgrm.json"
@@ -20,14 +23,6 @@ HEADS_FILE = "heads.safetensors"
 # fgrm.json (models.signal_model). An embedding checkpoint names its encoder instead of copying
 # it: "package:NAME" is a Python package that ships the weights (verified by `encoder_sha256`).
 NETWORKS = ("reward", "embedding")
-
-
-@dataclass
-class LoadedCheckpoint:
-    path: Path
-    meta: dict
-    encoder: "object"  # models.encoding.Encoder
-    backend: "object"  # a models.runtime Backend
 
 
 def read_meta(path: str | Path) -> dict:
@@ -103,8 +98,8 @@ def load_network(path: str | Path, dtype=None):
     if network_kind(meta) == "embedding":
         from models.network import EmbeddingNetwork
 
-        net = EmbeddingNetwork(AutoModel.from_pretrained(str(encoder_dir(path, meta)), dtype=torch.float32)).eval()
-        return net.to(dtype) if dtype is not None else net
+        embedding = EmbeddingNetwork(AutoModel.from_pretrained(str(encoder_dir(path, meta)), dtype=torch.float32)).eval()
+        return embedding.to(dtype) if dtype is not None else embedding
     try:  # BERT-like encoders: no pooler (never used; the saved checkpoint has none)
         encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32, add_pooling_layer=False)
     except TypeError:  # encoders without a pooler option (DistilBERT, ...)
@@ -135,19 +130,19 @@ def save_network(net, tokenizer, path: str | Path, meta: dict, fp16: bool = True
     (path / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def load(path: str | Path, runtime: str = "auto", use_passages: bool | None = None) -> LoadedCheckpoint:
-    """Load a checkpoint for scoring: encoder (tokenisation) + backend (forward pass)."""
-    from models import runtime as runtimes
+def reward_encoder(path: str | Path, meta: dict, use_passages: bool | None = None):
+    """The `models.encoding.Encoder` of a reward-network checkpoint, as its fgrm.json configures it."""
     from models.encoding import Encoder
 
-    path = Path(path)
-    meta = read_meta(path)
-    tok = load_tokenizer(path)
-    if network_kind(meta) == "embedding":
-        from models.signal_model import SignalModel
+    return Encoder(load_tokenizer(path), int(meta["max_length"]),
+                   meta.get("use_passages", True) if use_passages is None else use_passages,
+                   meta.get("marker_token", "[SEG]"))
 
-        return LoadedCheckpoint(path, meta, SignalModel(tok, meta), runtimes.create(path, runtime))
-    enc = Encoder(tok, int(meta["max_length"]),
-                  meta.get("use_passages", True) if use_passages is None else use_passages,
-                  meta.get("marker_token", "[SEG]"))
-    return LoadedCheckpoint(path, meta, enc, runtimes.create(path, runtime))
+
+def load(path: str | Path, runtime: str = "auto", use_passages: bool | None = None):
+    """Moved to `models.runtime.load`. Kept only for models/evaluate.py, which another change
+    owns; once it calls `models.runtime.load`, delete this (it is this module's one import of a
+    runtime, allowed by name in tests/models/test_import_cycles.py)."""
+    from models.runtime import load as load_checkpoint
+
+    return load_checkpoint(path, runtime, use_passages)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -126,7 +127,7 @@ def cached_ids(cache: dict[str, list[int]], texts: list[str], tokenize, limit: i
     return [cache[t] for t in texts]
 
 
-def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Right-padded int64 input_ids and attention_mask (shared by training, eval and the service)."""
     width = max((len(r) for r in rows), default=1)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)

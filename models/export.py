@@ -19,8 +19,12 @@ can saturate (ONNX Runtime's quantization docs); `--check` would show it as lowe
 
 Parity (`--check`): torch fp32 vs the exported runtime on QA-Feedback dev records (prediction 1,
 sub-sentence markers, as `fgrm eval` scores them): the maximum absolute difference of
-p_error over every marker and head, the share of segment decisions (p_error > 0.5) that agree,
-and the maximum absolute difference of the sequence scores.
+p_error over every marker and head, the share of segment decisions (`models.outputs.is_error`)
+that agree, and the maximum absolute difference of the sequence scores.
+
+Imports run one way: this module reads the ONNX file layout of `models.runtime.onnx_backend`
+and builds the backends it compares itself; `models.runtime.create` calls `export` when the
+cache has no export, and nothing here imports `models.runtime` itself.
 """
 from __future__ import annotations
 
@@ -35,7 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.runtime.onnx_backend import INPUT_NAMES, exported_path, output_names
+from models.checkpoint import load_network, read_meta
+from models.outputs import error_probability, is_error
+from models.runtime.onnx_backend import INPUT_NAMES, OnnxBackend, exported_path, output_names
+from models.runtime.options import RuntimeOptions, defaults
 
 log = logging.getLogger(__name__)
 OPSET = 17  # first opset with LayerNormalization as one op
@@ -59,8 +66,6 @@ def export_fp32(checkpoint: str | Path, out: Path) -> None:
     import warnings
 
     import torch
-
-    from models.checkpoint import load_network, read_meta
 
     net = load_network(checkpoint)  # eval mode, fp32 (the encoder is stored in fp16)
     outputs = output_names(read_meta(checkpoint))
@@ -110,7 +115,7 @@ def quantize_int8(fp32: Path, out: Path) -> None:
 
 
 def export(checkpoint: str | Path, quantized: bool = False, out: str | Path | None = None,
-           reuse: bool = False) -> dict:
+           reuse: bool = False, options: RuntimeOptions | None = None) -> dict:
     """Export `checkpoint` to ONNX fp32 (with `quantized`, then also to int8); return paths, sizes, seconds.
 
     Without `out` the models go to the cache (`exported_path`), where OnnxBackend finds them;
@@ -118,7 +123,8 @@ def export(checkpoint: str | Path, quantized: bool = False, out: str | Path | No
     cached fp32 export. `reuse` keeps a cached fp32 export instead of exporting it again.
     """
     checkpoint = Path(checkpoint)
-    fp32 = Path(out) if (out is not None and not quantized) else exported_path(checkpoint, quantized=False)
+    cache = (options or defaults()).cache_dir
+    fp32 = Path(out) if (out is not None and not quantized) else exported_path(checkpoint, False, cache)
     report: dict = {"checkpoint": str(checkpoint)}
     if not (reuse and fp32.is_file()):
         t = time.perf_counter()
@@ -126,7 +132,7 @@ def export(checkpoint: str | Path, quantized: bool = False, out: str | Path | No
         report["export_s"] = round(time.perf_counter() - t, 2)
     report["fp32"] = {"path": str(fp32), "mb": round(fp32.stat().st_size / 1e6, 1)}
     if quantized:
-        int8 = Path(out) if out is not None else exported_path(checkpoint, quantized=True)
+        int8 = Path(out) if out is not None else exported_path(checkpoint, True, cache)
         t = time.perf_counter()
         quantize_int8(fp32, int8)
         report["quantize_s"] = round(time.perf_counter() - t, 2)
@@ -135,37 +141,26 @@ def export(checkpoint: str | Path, quantized: bool = False, out: str | Path | No
     return report
 
 
-def _p_error(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e[..., 1] / e.sum(-1)
+def exported_backend(checkpoint: str | Path, runtime: str = "onnx", options: RuntimeOptions | None = None) -> OnnxBackend:
+    """The cached ONNX backend of `checkpoint` ("onnx" or "onnx-int8"), exported first when missing."""
+    if runtime not in ("onnx", "onnx-int8"):
+        raise ValueError(f"parity compares torch with an exported runtime (onnx, onnx-int8), not {runtime!r}")
+    quantized = runtime == "onnx-int8"
+    if not exported_path(checkpoint, quantized, (options or defaults()).cache_dir).is_file():
+        export(checkpoint, quantized=quantized, reuse=True, options=options)
+    return OnnxBackend(checkpoint, quantized, options=options)
 
 
-def parity(checkpoint: str | Path, runtime: str = "onnx", *, records: list[dict] | None = None,
-           limit: int | None = None, backend=None, batch_size: int = 8) -> dict:
-    """Torch fp32 vs `runtime` (or a ready `backend`) on QA-Feedback dev records.
-
-    Returns max/mean_abs_prob_diff (p_error, every marker and segment head), decisions_agree
-    (share of (segment, head) decisions p_error > 0.5 that agree), per-head agreement,
-    max/mean_abs_score_diff (sequence heads) and counts. Every item is padded into batches of `batch_size`, as served.
-    """
-    from models import runtime as runtimes
-    from models.checkpoint import load
+def _dev_encoded(checkpoint: Path, meta: dict, records: list[dict] | None, limit: int | None):
+    """The encoder and the encoded dev records (prediction 1, sub-sentence markers), shortest first."""
+    from models.checkpoint import reward_encoder
     from models.data import DATA_DIR, label_response, load_records, split_records
     from models.errors import InputTooLong
-    from models.encoding import pad_batch
-    from models.runtime.torch_backend import TorchBackend
 
     if records is None:
         records = split_records(load_records(DATA_DIR / "dev_feedback.json"))[1]
     records = records[:limit] if limit else records
-    loaded = load(checkpoint, "torch")  # the tokenizer/encoder, and torch as the reference
-    encoder, reference = loaded.encoder, loaded.backend
-    if reference.provider != "cpu:float32":  # a GPU host runs torch in fp16: compare with fp32
-        reference = TorchBackend(checkpoint, device="cpu", dtype="float32")
-    backend = backend or runtimes.create(checkpoint, runtime)
-    meta_heads = loaded.meta["segment_heads"]
-
+    encoder = reward_encoder(checkpoint, meta)
     encoded = []
     for r in records:
         ex = label_response(r, r["prediction 1"], None)
@@ -174,6 +169,27 @@ def parity(checkpoint: str | Path, runtime: str = "onnx", *, records: list[dict]
         except InputTooLong:
             continue
     encoded.sort(key=lambda e: len(e.input_ids))  # similar lengths together, as the engine batches
+    return encoder, encoded, len(records) - len(encoded)
+
+
+def parity(checkpoint: str | Path, runtime: str = "onnx", *, records: list[dict] | None = None,
+           limit: int | None = None, backend=None, batch_size: int = 8,
+           options: RuntimeOptions | None = None) -> dict:
+    """Torch fp32 vs `runtime` (or a ready `backend`) on QA-Feedback dev records.
+
+    Returns max/mean_abs_prob_diff (p_error, every marker and segment head), decisions_agree
+    (share of (segment, head) error decisions that agree), per-head agreement,
+    max/mean_abs_score_diff (sequence heads) and counts. Every item is padded into batches of `batch_size`, as served.
+    """
+    from models.encoding import pad_batch
+    from models.runtime.torch_backend import TorchBackend
+
+    checkpoint = Path(checkpoint)
+    meta = read_meta(checkpoint)
+    encoder, encoded, skipped = _dev_encoded(checkpoint, meta, records, limit)
+    reference = TorchBackend(checkpoint, device="cpu", dtype="float32")  # fp32 even on a GPU host
+    backend = backend or exported_backend(checkpoint, runtime, options)
+    meta_heads = meta["segment_heads"]
     prob_diffs, score_diffs = [], []
     agree = {h: [0, 0] for h in meta_heads}
     for start in range(0, len(encoded), batch_size):
@@ -182,17 +198,17 @@ def parity(checkpoint: str | Path, runtime: str = "onnx", *, records: list[dict]
         a, b = reference.forward(ids, mask), backend.forward(ids, mask)
         score_diffs.append(np.abs(a["sequence_scores"] - b["sequence_scores"]).ravel())
         for row, e in enumerate(chunk):
-            pa = _p_error(a["segment_logits"][row, e.marker_positions])  # (n_seg, heads)
-            pb = _p_error(b["segment_logits"][row, e.marker_positions])
+            pa = error_probability(a["segment_logits"][row, e.marker_positions])  # (n_seg, heads)
+            pb = error_probability(b["segment_logits"][row, e.marker_positions])
             prob_diffs.append(np.abs(pa - pb).ravel())
             for k, h in enumerate(meta_heads):
-                agree[h][0] += int(((pa[:, k] > 0.5) == (pb[:, k] > 0.5)).sum())
+                agree[h][0] += int((is_error(pa[:, k]) == is_error(pb[:, k])).sum())
                 agree[h][1] += len(e.marker_positions)
     total = sum(n for _, n in agree.values())
     prob_diff = np.concatenate(prob_diffs) if prob_diffs else np.zeros(1)
     score_diff = np.concatenate(score_diffs) if score_diffs else np.zeros(1)
     return {"runtime": backend.name, "provider": backend.provider, "items": len(encoded),
-            "skipped_too_long": len(records) - len(encoded), "segments": total // max(1, len(meta_heads)),
+            "skipped_too_long": skipped, "segments": total // max(1, len(meta_heads)),
             "max_abs_prob_diff": float(prob_diff.max()), "mean_abs_prob_diff": float(prob_diff.mean()),
             "decisions_agree": sum(a for a, _ in agree.values()) / total if total else None,
             "decisions_agree_by_head": {h: (a / n if n else None) for h, (a, n) in agree.items()},
@@ -214,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("models").setLevel(logging.INFO)  # not the quantizer's per-tensor INFO lines
     report = export(args.checkpoint, quantized=args.int8, out=args.out)
     if args.check:
-        from models.runtime.onnx_backend import OnnxBackend
-
         checks = {}
         for quantized in ((False, True) if args.int8 else (False,)):
             key = "int8" if quantized else "fp32"

@@ -23,5 +23,6 @@ def error_probability(segment_logits: np.ndarray) -> np.ndarray:
     return softmax_last(segment_logits)[..., 1]
 
 
-def is_error(p_error: float) -> bool:
+def is_error(p_error):
+    """P(error) > 0.5: a bool for one probability, a boolean array for an array of them."""
     return p_error > ERROR_THRESHOLD

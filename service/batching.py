@@ -19,11 +19,15 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from models.encoding import pad_batch
+
+if TYPE_CHECKING:
+    from models.runtime import Backend
+    from service.metrics import EngineMetrics
 
 
 def plan(lengths: Sequence[int], max_tokens: int, max_rows: int, one_per_batch: bool = False) -> list[list[int]]:
@@ -46,6 +50,18 @@ def plan(lengths: Sequence[int], max_tokens: int, max_rows: int, one_per_batch: 
     return batches
 
 
+@dataclass(frozen=True)
+class BatchLimits:
+    """How one backend's rows are cut into forward passes (the arguments of `plan`)."""
+
+    max_tokens: int
+    max_rows: int
+    one_per_batch: bool = False
+
+    def plan(self, lengths: Sequence[int]) -> list[list[int]]:
+        return plan(lengths, self.max_tokens, self.max_rows, self.one_per_batch)
+
+
 def split_outputs(out: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
     """Per-row views of a batch's outputs (no copies)."""
     return [{key: value[k] for key, value in out.items()} for k in range(n)]
@@ -57,7 +73,7 @@ class Row:
 
     ids: list[int]
     transport: str
-    future: asyncio.Future
+    future: asyncio.Future[dict[str, np.ndarray]]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -65,9 +81,9 @@ class RunForward:
     """Runs one planned sub-batch on a backend and records its metrics. Shared by the async
     batcher and the synchronous in-process path, so both behave the same."""
 
-    def __init__(self, backend, pad_id: int, metrics):
+    def __init__(self, backend: Backend, pad_id: int, metrics: EngineMetrics | None):
         self.backend, self.pad_id, self.metrics = backend, pad_id, metrics
-        self._labels = (getattr(backend, "name", "unknown"), str(getattr(backend, "provider", "unknown")))
+        self._labels = (backend.name, str(backend.provider))
         self.seconds_per_row: float | None = None  # EWMA of forward time per row, for admission
 
     def _observe(self, elapsed: float, n_rows: int) -> None:
@@ -95,10 +111,9 @@ class Batcher:
     """One queue and one loop per backend; forward passes run on a single worker thread so the
     event loop keeps accepting requests (torch and onnxruntime release the GIL)."""
 
-    def __init__(self, run: RunForward, *, max_tokens: int, max_rows: int, wait_ms: float,
-                 one_per_batch: bool, executor: ThreadPoolExecutor, metrics, on_failure: Callable[[BaseException], BaseException]):
-        self.run, self.max_tokens, self.max_rows = run, max_tokens, max_rows
-        self.wait_s, self.one_per_batch = wait_ms / 1000.0, one_per_batch
+    def __init__(self, run: RunForward, *, limits: BatchLimits, wait_ms: float, executor: ThreadPoolExecutor,
+                 metrics: EngineMetrics | None, on_failure: Callable[[BaseException], BaseException]):
+        self.run, self.limits, self.wait_s = run, limits, wait_ms / 1000.0
         self.executor, self.metrics, self.on_failure = executor, metrics, on_failure
         self._queue: list[Row] = []
         self._wakeup = asyncio.Event()
@@ -121,7 +136,7 @@ class Batcher:
                 row.future.cancel()
         self._queue.clear()
 
-    def submit(self, rows: Sequence[Sequence[int]], transport: str) -> list[asyncio.Future]:
+    def submit(self, rows: Sequence[Sequence[int]], transport: str) -> list[asyncio.Future[dict[str, np.ndarray]]]:
         loop = asyncio.get_running_loop()
         futures = []
         for ids in rows:
@@ -144,7 +159,7 @@ class Batcher:
             if not taken:
                 continue
             now = time.perf_counter()
-            for batch in plan([len(r.ids) for r in taken], self.max_tokens, self.max_rows, self.one_per_batch):
+            for batch in self.limits.plan([len(r.ids) for r in taken]):
                 rows = [taken[i] for i in batch if not taken[i].future.done()]
                 if not rows:
                     continue

@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         generate()  # once, before the workers start
         os.execve(cmd[0], cmd, env)  # bentoml handles signals itself; nothing of ours stays in between
     if command in COMMANDS:
+        from models.runtime.options import set_defaults
+
+        # the model commands take their runtime options (caches, threads, dtype) from the same
+        # FGRM_* variables as the service, read here, not inside models/
+        set_defaults(Settings.from_env(os.environ).runtime_options())
         return int(importlib.import_module(COMMANDS[command]).main(rest) or 0)
     print(f"fgrm: unknown command {command!r}; expected serve, {', '.join(COMMANDS)}", file=sys.stderr)
     return 2

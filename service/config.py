@@ -1,7 +1,8 @@
 """One typed settings object for the service process; the environment is read here and only here.
 
 Every field is documented once, below. `fgrm serve` turns its flags into these environment
-variables for the `bentoml serve` worker processes, which call `Settings.from_env()`.
+variables for the `bentoml serve` worker processes, which call `Settings.from_env()`. The model
+layer never reads the environment: it gets `Settings.runtime_options()`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from models.runtime.options import RuntimeOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FGRM_"
-# FGRM_* variables that belong to the model layer (read by models.runtime), and test settings:
-# not service settings, but not typos either.
-NOT_OURS = ("FGRM_CACHE_DIR", "FGRM_ORT_THREADS", "FGRM_TORCH_DTYPE", "FGRM_TEST_")
+# FGRM_* variables of the test suite: not service settings, but not typos either.
+NOT_OURS = ("FGRM_TEST_",)
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,22 @@ class Settings:
     torch_threads: int = 0
     """torch intra-op threads; 0 leaves torch's default (env FGRM_TORCH_THREADS)."""
 
+    cache_dir: Path | None = None
+    """Root of fgrm's caches: ONNX exports (made on first use) and training embeddings; empty:
+    ~/.cache/fgrm (env FGRM_CACHE_DIR)."""
+
+    ort_threads: int = 0
+    """ONNX Runtime intra-op threads; 0: every core (env FGRM_ORT_THREADS)."""
+
+    torch_dtype: str = "float32"
+    """Torch runtime precision: float32 | float16 | bfloat16. Half precision is faster on a GPU
+    but not batch-invariant, so the engine then runs one row per pass (env FGRM_TORCH_DTYPE)."""
+
     extra: dict = field(default_factory=dict, compare=False, repr=False)
     """Unused FGRM_* variables, kept so a typo can be reported at start-up."""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         """Settings from FGRM_* environment variables, then `overrides` (already typed)."""
         env = os.environ if environ is None else environ
         values: dict = {}
@@ -185,8 +200,16 @@ class Settings:
             out[ENV_PREFIX + f.name.upper()] = "" if value is None else str(value)
         return out
 
+    def runtime_options(self) -> "RuntimeOptions":
+        """What `models.runtime.create` needs of these settings."""
+        from models.runtime.options import RuntimeOptions
+
+        cache = {"cache_dir": self.cache_dir.expanduser()} if self.cache_dir else {}
+        return RuntimeOptions(ort_threads=self.ort_threads, torch_dtype=self.torch_dtype, **cache)
+
     def check(self) -> None:
         from models.runtime import RUNTIMES
+        from models.runtime.options import TORCH_DTYPES
 
         if self.runtime not in RUNTIMES:
             raise ValueError(f"FGRM_RUNTIME must be one of {RUNTIMES}, got {self.runtime!r}")
@@ -196,6 +219,10 @@ class Settings:
                      "max_response_chars", "max_body_bytes", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FGRM_{name.upper()} must be >= 1, got {getattr(self, name)}")
+        if self.ort_threads < 0:
+            raise ValueError(f"FGRM_ORT_THREADS must be >= 0 (0 = every core), got {self.ort_threads}")
+        if self.torch_dtype not in TORCH_DTYPES:
+            raise ValueError(f"FGRM_TORCH_DTYPE must be one of {TORCH_DTYPES}, got {self.torch_dtype!r}")
         if not 0 <= self.grpc_port < 65536 or not 0 <= self.http_port < 65536:
             raise ValueError("ports must be in 0..65535")
         if not 0 <= self.compute_niceness <= 19:

@@ -87,7 +87,7 @@ class MixResult:
     token_rewards: list[float] | None = None
 
     def as_dict(self) -> dict:
-        out = {"mixed": self.mixed.as_dict()}
+        out: dict[str, object] = {"mixed": self.mixed.as_dict()}
         if self.token_rewards is not None:
             out["token_rewards"] = self.token_rewards
         return out
@@ -100,7 +100,8 @@ class ItemResult:
     token_rewards: list[float] | None = None
 
     def as_dict(self) -> dict:
-        out = {"types": {k: v.as_dict() for k, v in self.types.items()}, "mixed": self.mixed.as_dict()}
+        out: dict[str, object] = {"types": {k: v.as_dict() for k, v in self.types.items()},
+                                  "mixed": self.mixed.as_dict()}
         if self.token_rewards is not None:
             out["token_rewards"] = self.token_rewards
         return out

@@ -15,17 +15,19 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
-from service.batching import Batcher, RunForward, plan
+from service.batching import Batcher, BatchLimits, RunForward
 from service.config import Settings, batch_token_budget
 from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixResult, TypeResult
 from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, quote
+from service.metrics import EngineMetrics
 from service.mixing import MAX_REWARD, check_offsets, mix, token_rewards
 from service.priority import lower_current_thread, lowering_new_threads
 from service.profiles import build_profiles
-from service.scorers import Prepared
+from service.scorers import Outputs, Prepared, Scorer, Segments
 
 log = logging.getLogger("fgrm.engine")
 GRANULARITIES = ("sub-sentence", "sentence", "response")
@@ -36,31 +38,43 @@ class PreparedItem:
     """An item segmented and encoded: what the forward passes need, nothing transport-specific."""
 
     item: Item
-    segs: dict[str, list] | None  # None: empty response, nothing to run
+    segs: Segments | None  # None: empty response, nothing to run
     parts: list[Prepared]  # one per scorer (empty when segs is None)
 
 
+class PreparedBatch(list[PreparedItem]):
+    """Prepared items, and the one place their rows are scattered to the scorers and gathered back.
+
+    Scorer `k` gets `rows_for(k)`: every item's rows for it, item by item. Whoever runs those
+    (the in-process planner, the shared batchers) hands back one output per row in the same
+    order, per scorer, and `assemble` returns them per item, per scorer.
+    """
+
+    def rows_for(self, k: int) -> list[list[int]]:
+        return [row for p in self if p.parts for row in p.parts[k].rows]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(part.rows) for p in self for part in p.parts)
+
+    def assemble(self, outputs: Sequence[Sequence[Outputs]]) -> list[list[list[Outputs]]]:
+        """`outputs[k]`: the outputs of `rows_for(k)` -> per item, per scorer, its rows' outputs."""
+        flat = [iter(out) for out in outputs]
+        return [[[next(flat[k]) for _ in part.rows] for k, part in enumerate(p.parts)] for p in self]
+
+
 class ScoringEngine:
-    def __init__(self, settings: Settings | None = None, *, scorers: list | None = None, metrics=None):
+    def __init__(self, settings: Settings | None = None, *, scorers: Sequence[Scorer] | None = None,
+                 metrics: EngineMetrics | None = None):
         """Load the configured feedback types (or take ready-made `scorers`, e.g. test doubles).
 
         `metrics`: a `service.metrics.EngineMetrics`; default the process-wide one.
         """
-        from service.metrics import EngineMetrics
-
         self.settings = settings or Settings()
         loaded_from_file = scorers is None
         if scorers is None:
-            from models.config import load_feedback_types
-            from service.scorers import build_scorers
-
-            if self.settings.torch_threads:
-                import torch
-
-                torch.set_num_threads(self.settings.torch_threads)
-            with lowering_new_threads(self.settings.compute_niceness, "model load"):
-                scorers = build_scorers(load_feedback_types(self.settings.feedback_types), self.settings.runtime)
-        self.scorers = list(scorers)
+            scorers = self._load_scorers(self.settings)
+        self.scorers: list[Scorer] = list(scorers)
         self.types = [t for s in self.scorers for t in s.types]
         self.type_names = [t.name for t in self.types]
         self._type_of = {t.name: t for t in self.types}
@@ -71,6 +85,9 @@ class ScoringEngine:
                                        self.settings.feedback_types if loaded_from_file else None)
         self.metrics = metrics if metrics is not None else EngineMetrics.shared()
         self._runs = [RunForward(s.backend, s.pad_id, self.metrics) for s in self.scorers]
+        self._limits = [BatchLimits(batch_token_budget(self.settings, str(s.backend.provider)),
+                                    self.settings.max_batch_rows, not s.backend.batch_invariant)
+                        for s in self.scorers]
         # forward passes on one thread (they use every core themselves); segmentation and
         # tokenisation on another, so preparing the next requests overlaps the current forward
         # (both below the event loop's CPU priority: service/priority.py)
@@ -85,28 +102,39 @@ class ScoringEngine:
         self._rows_in_flight = 0  # rows admitted and not finished (for the wait estimate)
         self._closed = False
 
+    @staticmethod
+    def _load_scorers(settings: Settings) -> list[Scorer]:
+        from models.config import load_feedback_types
+        from service.scorers import build_scorers
+
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        with lowering_new_threads(settings.compute_niceness, "model load"):
+            return build_scorers(load_feedback_types(settings.feedback_types), settings.runtime,
+                                 settings.runtime_options())
+
     # ------------------------------------------------------------------ descriptions
     def feedback_types(self) -> list[FeedbackTypeInfo]:
-        out = []
-        for s in self.scorers:
-            for t in s.types:
-                out.append(FeedbackTypeInfo(t.name, t.granularity, t.kind, float(t.weight), s.version,
-                                            getattr(s.backend, "name", "unknown"),
-                                            str(getattr(s.backend, "provider", "unknown")),
-                                            bool(getattr(s.backend, "batch_invariant", True))))
-        return out
+        return [FeedbackTypeInfo(t.name, t.granularity, t.kind, float(t.weight), s.version, s.backend.name,
+                                 str(s.backend.provider), bool(s.backend.batch_invariant))
+                for s in self.scorers for t in s.types]
 
     @property
     def ready(self) -> bool:
         return not self._closed
 
     # ------------------------------------------------------------------ validation + preparation
+    def _check_count(self, n: int) -> None:
+        limit = self.settings.max_items_per_request
+        if n > limit:
+            raise InvalidInput("items", f"{n} items; the limit is {limit} per request (max_items_per_request)")
+
     def check_items(self, items: Sequence[Item]) -> list[Item]:
         """Per-item validation before any batching: a bad item fails its own request only."""
         s = self.settings
-        if len(items) > s.max_items_per_request:
-            raise InvalidInput("items", f"{len(items)} items; the limit is {s.max_items_per_request} per request "
-                                        "(max_items_per_request)")
+        self._check_count(len(items))
         out = []
         for i, item in enumerate(items):
             where = f"items[{i}]"
@@ -130,19 +158,19 @@ class ScoringEngine:
             out.append(item)
         return out
 
-    def segment(self, response: str) -> dict[str, list] | None:
+    def segment(self, response: str) -> Segments | None:
         from models.segment import split_many
 
         if not response.strip():
             return None
         return split_many(response, [g for g in GRANULARITIES if g in self._granularities])
 
-    def prepare(self, items: Sequence[Item]) -> list[PreparedItem]:
+    def prepare(self, items: Sequence[Item]) -> PreparedBatch:
         """Validate, segment and encode. Raises InvalidInput naming the item and field."""
         return self._prepare_checked(self.check_items(items))
 
-    def _prepare_checked(self, items: Sequence[Item]) -> list[PreparedItem]:
-        out = []
+    def _prepare_checked(self, items: Sequence[Item]) -> PreparedBatch:
+        out = PreparedBatch()
         for i, item in enumerate(items):
             segs = self.segment(item.response)
             parts = [] if segs is None else [s.prepare(item, segs, i) for s in self.scorers]
@@ -150,14 +178,11 @@ class ScoringEngine:
         return out
 
     # ------------------------------------------------------------------ results
-    def _finish(self, p: PreparedItem, outputs: list[list[dict]], weights: Mapping[str, float]) -> ItemResult:
-        if p.segs is None:
-            types = {t.name: TypeResult(t.granularity) for t in self.types}
-        else:
-            types = {}
+    def _finish(self, p: PreparedItem, outputs: list[list[Outputs]], weights: Mapping[str, float]) -> ItemResult:
+        types: dict[str, TypeResult] = {t.name: TypeResult(t.granularity) for t in self.types}
+        if p.segs is not None:
             for scorer, part, outs in zip(self.scorers, p.parts, outputs):
                 types.update(scorer.finish(p.item, p.segs, part, outs))
-            types = {name: types[name] for name in self.type_names}
         components = {name: Component.of(r) for name, r in types.items()}
         mixed = mix(components, weights)
         tokens = None
@@ -169,25 +194,20 @@ class ScoringEngine:
         return ItemResult(types, mixed, tokens)
 
     # ------------------------------------------------------------------ in-process, synchronous
-    def run_prepared(self, prepared: Sequence[PreparedItem], weights: Mapping[str, object] | None = None,
+    def run_prepared(self, prepared: PreparedBatch, weights: Mapping[str, object] | None = None,
                      profile: str | None = None) -> list[ItemResult]:
         """Score pre-built items in the calling thread with the same planning and forward code
         as the service, minus queue and transports (the benchmark's "raw engine")."""
         eff = self.profiles.resolve(weights, profile)
-        outputs: list[list[list[dict]]] = [[[None] * len(part.rows) for part in p.parts] for p in prepared]
-        for k, scorer in enumerate(self.scorers):
-            index = [(i, j) for i, p in enumerate(prepared) if p.parts for j in range(len(p.parts[k].rows))]
-            rows = [prepared[i].parts[k].rows[j] for i, j in index]
-            batches = plan([len(r) for r in rows], self._budget(scorer), self.settings.max_batch_rows,
-                           not getattr(scorer.backend, "batch_invariant", True))
-            for batch in batches:
-                for b, out in zip(batch, self._runs[k]([rows[b] for b in batch])):
-                    i, j = index[b]
-                    outputs[i][k][j] = out
-        return [self._finish(p, outs, eff) for p, outs in zip(prepared, outputs)]
+        outputs = [self._run_rows(k, prepared.rows_for(k)) for k in range(len(self.scorers))]
+        return [self._finish(p, outs, eff) for p, outs in zip(prepared, prepared.assemble(outputs))]
 
-    def _budget(self, scorer) -> int:
-        return batch_token_budget(self.settings, str(getattr(scorer.backend, "provider", "")))
+    def _run_rows(self, k: int, rows: list[list[int]]) -> list[Outputs]:
+        out: list[Outputs] = [{} for _ in rows]
+        for batch in self._limits[k].plan([len(r) for r in rows]):
+            for b, o in zip(batch, self._runs[k]([rows[b] for b in batch])):
+                out[b] = o
+        return out
 
     def score_sync(self, items: Sequence[Item], weights: Mapping[str, object] | None = None,
                    profile: str | None = None) -> list[ItemResult]:
@@ -197,13 +217,11 @@ class ScoringEngine:
     def _batchers_for_loop(self) -> list[Batcher]:
         loop = asyncio.get_running_loop()
         if self._batchers is None or self._loop is not loop:
-            s = self.settings
             self._loop = loop
             self._batchers = [
-                Batcher(run, max_tokens=self._budget(sc), max_rows=s.max_batch_rows, wait_ms=s.batch_wait_ms,
-                        one_per_batch=not getattr(sc.backend, "batch_invariant", True), executor=self._executor,
+                Batcher(run, limits=limits, wait_ms=self.settings.batch_wait_ms, executor=self._executor,
                         metrics=self.metrics, on_failure=self._backend_failure)
-                for sc, run in zip(self.scorers, self._runs)]
+                for run, limits in zip(self._runs, self._limits)]
             for b in self._batchers:
                 b.start()
         return self._batchers
@@ -233,66 +251,74 @@ class ScoringEngine:
         log.error("backend forward failed", exc_info=exc)
         return BackendFailure("the model runtime failed on this batch; see the server log")
 
-    async def score(self, items: Sequence[Item], weights: Mapping[str, object] | None = None,
-                    profile: str | None = None, transport: str = "inproc") -> list[ItemResult]:
-        """Rewards for `items`, sharing forward passes with every concurrent caller."""
-        t0 = time.perf_counter()
-        self.metrics.requests.labels(transport, "score").inc()
+    @contextmanager
+    def _errors_counted(self, unexpected_is_backend_failure: bool) -> Iterator[None]:
+        """Count every error leaving a request by kind; optionally turn an unexpected exception
+        into BackendFailure (never leak internals to a client)."""
         try:
-            if self._closed:
-                raise NotReady("the engine is shutting down")
-            eff = self.profiles.resolve(weights, profile)
-            items = self.check_items(items)
-            n = len(items)
-            limit = self.settings.max_queue_items
-            if n > limit:  # could never be admitted: retrying would not help, so it is the request's fault
-                raise InvalidInput("items", f"{n} items; the queue holds at most {limit} (max_queue_items)")
-            refusal = self.admission_refusal(n)  # before any work for this request: a refusal costs nothing
-            if refusal is not None:
-                raise refusal
-            self._admitted += n
-            self.metrics.queue_depth.inc(n)
-            rows = 0
-            try:
-                prepared = await asyncio.get_running_loop().run_in_executor(
-                    self._prep_executor, self._prepare_checked, items)
-                rows = sum(len(part.rows) for p in prepared for part in p.parts)
-                self._rows_in_flight += rows
-                batchers = self._batchers_for_loop()
-                futures, shape = [], []
-                for p in prepared:
-                    shape.append([len(part.rows) for part in p.parts])
-                    for k, part in enumerate(p.parts):
-                        futures.extend(batchers[k].submit(part.rows, transport))
-                flat = iter(await asyncio.gather(*futures))
-                outputs = [[[next(flat) for _ in range(n_rows)] for n_rows in s] for s in shape]
-                results = [self._finish(p, outs, eff) for p, outs in zip(prepared, outputs)]
-            finally:
-                self._admitted -= n
-                self._rows_in_flight -= rows
-                self.metrics.queue_depth.dec(n)
-            self.metrics.items.labels(transport).inc(n)
-            self.metrics.request_seconds.labels(transport).observe(time.perf_counter() - t0)
-            return results
+            yield
         except ServiceError as exc:
             self.metrics.errors.labels(exc.kind).inc()
             raise
         except asyncio.CancelledError:
             self.metrics.errors.labels("cancelled").inc()
             raise
-        except Exception as exc:  # noqa: BLE001 - never leak internals to a client
+        except Exception as exc:
+            if not unexpected_is_backend_failure:
+                raise
             self.metrics.errors.labels(BackendFailure.kind).inc()
             raise self._backend_failure(exc) from None
+
+    async def score(self, items: Sequence[Item], weights: Mapping[str, object] | None = None,
+                    profile: str | None = None, transport: str = "inproc") -> list[ItemResult]:
+        """Rewards for `items`, sharing forward passes with every concurrent caller."""
+        t0 = time.perf_counter()
+        self.metrics.requests.labels(transport, "score").inc()
+        with self._errors_counted(unexpected_is_backend_failure=True):
+            if self._closed:
+                raise NotReady("the engine is shutting down")
+            eff = self.profiles.resolve(weights, profile)
+            items = self.check_items(items)
+            self._admit(len(items))
+            try:
+                results = await self._score_admitted(items, eff, transport)
+            finally:
+                self._admitted -= len(items)
+                self.metrics.queue_depth.dec(len(items))
+            self.metrics.items.labels(transport).inc(len(items))
+            self.metrics.request_seconds.labels(transport).observe(time.perf_counter() - t0)
+            return results
+
+    def _admit(self, n: int) -> None:
+        limit = self.settings.max_queue_items
+        if n > limit:  # could never be admitted: retrying would not help, so it is the request's fault
+            raise InvalidInput("items", f"{n} items; the queue holds at most {limit} (max_queue_items)")
+        refusal = self.admission_refusal(n)  # before any work for this request: a refusal costs nothing
+        if refusal is not None:
+            raise refusal
+        self._admitted += n
+        self.metrics.queue_depth.inc(n)
+
+    async def _score_admitted(self, items: list[Item], weights: Mapping[str, float],
+                              transport: str) -> list[ItemResult]:
+        prepared = await asyncio.get_running_loop().run_in_executor(self._prep_executor, self._prepare_checked, items)
+        rows = prepared.n_rows
+        self._rows_in_flight += rows
+        try:
+            batchers = self._batchers_for_loop()
+            outputs = await asyncio.gather(*(asyncio.gather(*b.submit(prepared.rows_for(k), transport))
+                                             for k, b in enumerate(batchers)))
+            return [self._finish(p, outs, weights) for p, outs in zip(prepared, prepared.assemble(outputs))]
+        finally:
+            self._rows_in_flight -= rows
 
     def mix(self, items: Sequence[tuple[Mapping[str, Component], object]], weights: Mapping[str, object] | None = None,
             profile: str | None = None, transport: str = "inproc") -> list[MixResult]:
         """Stateless re-weighting: `items` are (components by type, token offsets or None)."""
         self.metrics.requests.labels(transport, "mix").inc()
-        try:
+        with self._errors_counted(unexpected_is_backend_failure=False):
             eff = self.profiles.resolve(weights, profile)
-            if len(items) > self.settings.max_items_per_request:
-                raise InvalidInput("items", f"{len(items)} items; the limit is "
-                                            f"{self.settings.max_items_per_request} per request")
+            self._check_count(len(items))
             out = []
             for i, (components, offsets) in enumerate(items):
                 comps = self._check_components(components, f"items[{i}].types")
@@ -302,9 +328,6 @@ class ScoringEngine:
                     tokens = token_rewards(comps, eff, check_offsets(offsets, f"items[{i}].token_offsets", None))
                 out.append(MixResult(mixed, tokens))
             return out
-        except ServiceError as exc:
-            self.metrics.errors.labels(exc.kind).inc()
-            raise
 
     def _check_components(self, components: Mapping[str, Component], field: str) -> dict[str, Component]:
         out = {}

@@ -1,6 +1,6 @@
 """The service's error vocabulary: every failure a client can see is one of these.
 
-The engine raises them; each transport maps them exactly once (HTTP: `service.http_errors`,
+The engine raises them; each transport maps them exactly once (HTTP: `service.http.error_response`,
 gRPC: `service.grpc_server`). Messages are written for the caller: they name the offending
 field or the limit that was hit, and never carry a traceback.
 """

@@ -90,7 +90,7 @@ def mix_item_from_pb(m):
 
 # ----------------------------------------------------------------------------- servicer
 
-class RewardServicer(pb2_grpc.RewardServiceServicer):
+class RewardServicer(pb2_grpc.RewardServiceServicer):  # type: ignore[name-defined]  # generated at start-up
     def __init__(self, engine):
         self.engine = engine
 

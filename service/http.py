@@ -177,7 +177,7 @@ def bearer_matches(header: str | None, secret: str) -> bool:
     """`Authorization: Bearer <secret>`, compared in constant time."""
     import hmac
 
-    return bool(header) and hmac.compare_digest(header.encode(), f"Bearer {secret}".encode())
+    return header is not None and bool(header) and hmac.compare_digest(header.encode(), f"Bearer {secret}".encode())
 
 
 def admin_routes(get_engine, admin_token: str) -> Starlette:

@@ -217,8 +217,9 @@ def bound_metric_labels() -> None:
             scope = canonical_scope(scope)
         return await original(self, scope, receive, send)
 
-    Metrics.__call__ = __call__
-    Metrics._fgrm_bounded = True
+    # patching BentoML's class in place (the docstring above says why): not a typed operation
+    Metrics.__call__ = __call__  # type: ignore[method-assign]
+    Metrics._fgrm_bounded = True  # type: ignore[attr-defined]
 
 
 class RouteLabelMiddleware:

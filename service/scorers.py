@@ -18,7 +18,8 @@ A scorer owns one backend (one forward pass per row) and the feedback types read
   p_bad(prefix_{i-1})) x scale with p_bad(empty prefix) = 0, so a response's total is
   -p_bad(whole response) x scale (the detox setting's "-Δ toxicity after each sentence").
 
-Both are used by `service.engine` only through `prepare` and `finish`.
+The engine uses them only through the `Scorer` protocol below: `prepare` and `finish`, the
+backend they run on, and the attributes that describe them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, cast
 
 import numpy as np
 
@@ -34,7 +35,19 @@ from models.outputs import error_probability, is_error, softmax_last
 from service.domain import Item, SegmentResult, TypeResult
 from service.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from models.config import FeedbackType
+    from models.encoding import Encoder
+    from models.runtime import Backend, LoadedCheckpoint
+    from models.runtime.options import RuntimeOptions
+    from models.segment import Segment
+    from models.signal_model import SignalModel
+
 REWARD_POSITION_GRANULARITIES = ("sub-sentence", "sentence", "response")
+Segments = dict[str, list["Segment"]]
+"""An item's response split at every granularity the scorers need (`models.segment.split_many`)."""
+Outputs = dict[str, np.ndarray]
+"""One row's slice of a backend's `forward` outputs."""
 
 
 @dataclass
@@ -43,6 +56,31 @@ class Prepared:
 
     rows: list[list[int]]
     state: Any = None
+
+
+class Scorer(Protocol):
+    """What the engine needs of a scorer: rows in, per-type segment rewards out."""
+
+    types: list[FeedbackType]
+    """The feedback types it serves, in configuration order."""
+    backend: Backend
+    """The runtime its rows go to (one batcher per scorer)."""
+    pad_id: int
+    """The token that pads its rows."""
+    version: str
+    """Model version reported by `GET /v1/feedback-types`."""
+
+    def granularities(self) -> set[str]:
+        """The segmentations `prepare` and `finish` read."""
+        ...
+
+    def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
+        """The rows of one item; raises InvalidInput naming `items[index]` when it cannot take it."""
+        ...
+
+    def finish(self, item: Item, segs: Segments, prep: Prepared, outputs: list[Outputs]) -> dict[str, TypeResult]:
+        """Rewards of each of its types, from the outputs of `prep.rows` (same order)."""
+        ...
 
 
 def _version(path: Path, files: Sequence[str]) -> str:
@@ -71,18 +109,18 @@ def preference_norm(t, meta: dict, path) -> tuple[float, float]:
 
 class FgrmScorer:
 
-    def __init__(self, types: list, loaded):
+    def __init__(self, types: list[FeedbackType], loaded: LoadedCheckpoint):
         """`types`: FeedbackTypes sharing one checkpoint and input template; `loaded`: its
         models.checkpoint.LoadedCheckpoint."""
         self.types = list(types)
-        self.encoder = loaded.encoder
+        self.encoder = cast("Encoder", loaded.encoder)  # a reward network's (models.runtime.load)
         self.backend = loaded.backend
         self.pad_id = self.encoder.pad_id
         meta = loaded.meta
         self.marker_granularity = meta.get("marker_granularity", "sub-sentence")
         seg_heads, seq_heads = list(meta.get("segment_heads", [])), list(meta.get("sequence_heads", []))
         self.version = meta.get("version") or _version(Path(loaded.path), ("fgrm.json", "heads.safetensors"))
-        self._plans = []
+        self._plans: list[tuple[FeedbackType, int, tuple[float, float] | None]] = []
         for t in self.types:
             if t.kind == "segment_classifier":
                 if t.head not in seg_heads:
@@ -97,7 +135,7 @@ class FgrmScorer:
     def granularities(self) -> set[str]:
         return {self.marker_granularity} | {t.granularity for t in self.types}
 
-    def prepare(self, item: Item, segs: dict[str, list], index: int) -> Prepared:
+    def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
         markers = segs[self.marker_granularity]
@@ -109,12 +147,12 @@ class FgrmScorer:
                                f"{exc.limit} tokens (max_length of the checkpoint)") from None
         return Prepared([enc.input_ids], enc.marker_positions)
 
-    def finish(self, item: Item, segs: dict[str, list], prep: Prepared, outputs: list[dict]) -> dict[str, TypeResult]:
+    def finish(self, item: Item, segs: Segments, prep: Prepared, outputs: list[Outputs]) -> dict[str, TypeResult]:
         out = outputs[0]
         markers = segs[self.marker_granularity]
         positions = np.asarray(prep.state, dtype=np.int64)
         # P(error) per marker and head: (n_markers, n_heads)
-        p_error = error_probability(out["segment_logits"][positions]) if len(positions) else None
+        p_error = error_probability(out["segment_logits"][positions]) if len(positions) else np.zeros((0, 0))
         start_to_marker = {seg.start: k for k, seg in enumerate(markers)}
         results: dict[str, TypeResult] = {}
         for t, head, norm in self._plans:
@@ -135,11 +173,11 @@ class FgrmScorer:
 
 class SignalScorer:
 
-    def __init__(self, types: list, loaded, use_passages: bool = True):
+    def __init__(self, types: list[FeedbackType], loaded: LoadedCheckpoint, use_passages: bool = True):
         """`types`: FeedbackTypes reading one embedding checkpoint; `loaded`: its LoadedCheckpoint
         (`loaded.encoder` is a models.signal_model.SignalModel)."""
         self.types = list(types)
-        self.model = loaded.encoder
+        self.model = cast("SignalModel", loaded.encoder)  # an embedding network's (models.runtime.load)
         self.backend = loaded.backend
         self.pad_id = self.model.pad_id
         self.use_passages = use_passages
@@ -162,7 +200,7 @@ class SignalScorer:
     def granularities(self) -> set[str]:
         return {"sub-sentence", "sentence", "response"}
 
-    def prepare(self, item: Item, segs: dict[str, list], index: int) -> Prepared:
+    def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
         passages = list(item.passages) if self.use_passages else []
@@ -174,7 +212,7 @@ class SignalScorer:
                                "sentence (max_length of the checkpoint); split it with punctuation") from None
         return Prepared(plan.rows, plan)
 
-    def finish(self, item: Item, segs: dict[str, list], prep: Prepared, outputs: list[dict]) -> dict[str, TypeResult]:
+    def finish(self, item: Item, segs: Segments, prep: Prepared, outputs: list[Outputs]) -> dict[str, TypeResult]:
         out = self.model.read(prep.state, np.stack([o["embeddings"] for o in outputs]))
         results: dict[str, TypeResult] = {}
         for t in self.types:
@@ -196,7 +234,7 @@ class SignalScorer:
 
 class PrefixDeltaScorer:
 
-    def __init__(self, ftype, runtime: str = "auto"):
+    def __init__(self, ftype: FeedbackType, runtime: str = "auto"):
         from models.runtime.sequence_classifier import load
 
         self.types = [ftype]
@@ -211,7 +249,7 @@ class PrefixDeltaScorer:
     def granularities(self) -> set[str]:
         return {self.type.granularity}
 
-    def prepare(self, item: Item, segs: dict[str, list], index: int) -> Prepared:
+    def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
         try:
@@ -222,7 +260,7 @@ class PrefixDeltaScorer:
                                ) from None
         return Prepared(rows)
 
-    def finish(self, item: Item, segs: dict[str, list], prep: Prepared, outputs: list[dict]) -> dict[str, TypeResult]:
+    def finish(self, item: Item, segs: Segments, prep: Prepared, outputs: list[Outputs]) -> dict[str, TypeResult]:
         t = self.type
         res = TypeResult(t.granularity)
         prev = 0.0
@@ -233,31 +271,33 @@ class PrefixDeltaScorer:
         return {t.name: res}
 
 
-def build_scorers(types: list, runtime: str) -> list:
+def build_scorers(types: list[FeedbackType], runtime: str, options: RuntimeOptions | None = None) -> list[Scorer]:
     """Scorers for the configured feedback types: fgrm types grouped by (checkpoint, input
     template, max length) so that one row serves all heads of a shared backbone; each backend
     is loaded once however many groups use it."""
-    from models import checkpoint as ckpt
+    from models import runtime as runtimes
+    from models.checkpoint import network_kind
     from models.encoding import Encoder
 
-    scorers: list = []
-    groups: dict[tuple, list] = {}
+    scorers: list[Scorer] = []
+    groups: dict[tuple, list[FeedbackType]] = {}
     for t in types:
         if t.kind == "prefix_delta":
             scorers.append(PrefixDeltaScorer(t, runtime))
         else:
             groups.setdefault((str(Path(t.checkpoint).resolve()), t.use_passages, t.max_length), []).append(t)
-    loaded_by_path: dict[str, Any] = {}
+    loaded_by_path: dict[str, LoadedCheckpoint] = {}
     for (path, use_passages, max_length), members in groups.items():
         if path not in loaded_by_path:
-            loaded_by_path[path] = ckpt.load(path, runtime, use_passages=use_passages)
+            loaded_by_path[path] = runtimes.load(path, runtime, use_passages=use_passages, options=options)
         base = loaded_by_path[path]
-        if ckpt.network_kind(base.meta) == "embedding":
+        if network_kind(base.meta) == "embedding":
             scorers.append(SignalScorer(members, base, use_passages))
             continue
+        assert isinstance(base.encoder, Encoder)  # a reward network's: models.runtime.load
         limit = min(max_length or base.encoder.max_length, base.encoder.max_length)
         encoder = Encoder(base.encoder.tokenizer, limit, use_passages, base.meta.get("marker_token", "[SEG]"))
-        scorers.append(FgrmScorer(members, type(base)(base.path, base.meta, encoder, base.backend)))
+        scorers.append(FgrmScorer(members, runtimes.LoadedCheckpoint(base.path, base.meta, encoder, base.backend)))
     order = {t.name: i for i, t in enumerate(types)}
     scorers.sort(key=lambda s: min(order[t.name] for t in s.types))
     return scorers

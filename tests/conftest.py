@@ -5,7 +5,7 @@ and checkpoint, waits until HTTP /readyz answers 200 (which the service only doe
 models are loaded and the gRPC server is up), and yields a `ServiceHandle` with `base_url`
 ("http://127.0.0.1:PORT") and `grpc_target` ("127.0.0.1:PORT"). `start_service(...)` starts
 another one with different settings (FGRM_* overrides), as a context manager. Starting and
-stopping live in `service.launch`, shared with the benchmark.
+stopping live in `benchmarks.launch`, shared with the benchmark.
 
 FGRM_TEST_FEEDBACK_TYPES, when set, replaces the shipped feedback-types file (e.g. to run the
 transport tests on tiny random checkpoints while the real ones are being retrained), and
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from service import launch
-from service.launch import REPO, ServiceHandle, free_port  # noqa: F401 - re-exported for tests
+from benchmarks import launch
+from benchmarks.launch import REPO, ServiceHandle, free_port  # noqa: F401 - re-exported for tests
 
 ADMIN_TOKEN = "test-admin-token"  # profile writes are refused without one (closed by default)
 TEST_VARIABLES = (("FGRM_TEST_FEEDBACK_TYPES", "feedback_types"), ("FGRM_TEST_RUNTIME", "runtime"))

@@ -1,4 +1,8 @@
-"""Retry schedule shared by the HTTP and gRPC clients: capped exponential backoff, full jitter.
+"""Retry schedule shared by every client: capped exponential backoff, full jitter.
+
+The policy is a generator of delays (:meth:`RetryPolicy.delays`): a call draws the next wait
+from it after each retryable failure and gives up when it is exhausted, so the sync and async
+drivers (``fgrm_client._drivers``) consume one schedule and hold no loop arithmetic of their own.
 
 Full jitter (sleep a uniform draw in ``[0, min(cap, base * 2**n)]``) keeps many trainer
 processes that lost the same replica from retrying in lock-step (AWS Architecture Blog,
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,16 @@ class RetryPolicy:
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep after failed attempt number ``attempt`` (1-based)."""
         cap = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
-        delay = self.rng.uniform(0.0, cap)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_backoff))
-        return delay
+        return self.honour(self.rng.uniform(0.0, cap), retry_after)
+
+    def delays(self) -> Iterator[float]:
+        """The waits between the tries of one call: ``max_attempts - 1`` of them, then exhausted."""
+        for attempt in range(1, self.max_attempts):
+            yield self.backoff(attempt)
+
+    def honour(self, delay: float, retry_after: float | None) -> float:
+        """A server's ``Retry-After`` lengthens a wait, never past ``max_backoff``."""
+        return delay if retry_after is None else max(delay, min(retry_after, self.max_backoff))
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

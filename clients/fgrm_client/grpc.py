@@ -1,6 +1,8 @@
 """gRPC clients (sync and async, over grpcio) for the ``fgrm.v1.RewardService``.
 
-Same methods and answers as the HTTP clients. Specific to gRPC:
+Same methods and answers as the HTTP clients, through the same drivers (``fgrm_client._drivers``):
+this module is a codec (:class:`GrpcCodec`: neutral types <-> ``fgrm.v1`` messages, status codes
+-> typed errors) and two thin classes that hold a channel and send. Specific to gRPC:
 
 * Deadlines: every call carries ``timeout`` seconds as its gRPC deadline; the server drops
   queued work whose deadline has passed.
@@ -16,18 +18,16 @@ Same methods and answers as the HTTP clients. Specific to gRPC:
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import grpc
 from grpc import aio
 
 from . import _proto
-from ._limit import ConcurrencyLimit
-from ._ready import apoll_ready, poll_ready
+from ._core import Call, Failure, check_count
+from ._drivers import AsyncClient, SyncClient, _Driver
 from ._retry import RetryPolicy
 from .errors import (
     FgrmError,
@@ -40,15 +40,15 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .http import mix_items_json
 from .types import (
     Event,
     FeedbackTypeInfo,
+    Item,
     ItemResult,
+    MixItem,
     Mixed,
     Segment,
     TypeResult,
-    to_items,
 )
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -88,89 +88,64 @@ def channel_options(extra: Iterable[tuple[str, Any]] = ()) -> list[tuple[str, An
         ("grpc.lb_policy_name", "round_robin"),
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
         ("grpc.max_send_message_length", _MAX_MESSAGE),
-        # gRPC's own transparent retries are off: the client's loop below is the one policy.
+        # gRPC's own transparent retries are off: the drivers' loop is the one policy.
         ("grpc.enable_retries", 0),
         *extra,
     ]
 
 
-# ----------------------------------------------------------------------------- messages
+# ----------------------------------------------------------------------------- codec
 
 
-def _offsets_msg(pb, offsets):
+def _offsets_msg(pb: Any, offsets: Sequence[tuple[int, int]]) -> Any:
     return pb.TokenOffsets(spans=[pb.Span(start=int(s), end=int(e)) for s, e in offsets])
 
 
-def _score_request(items, weights, profile):
-    pb = _proto.messages()
-    msgs = []
-    for it in to_items(items):
-        m = pb.Item(question=it.question, passages=list(it.passages), response=it.response)
-        if it.token_offsets is not None:
-            m.token_offsets.CopyFrom(_offsets_msg(pb, it.token_offsets))
-        msgs.append(m)
-    return pb.ScoreRequest(
-        items=msgs,
-        weights={str(k): float(v) for k, v in (weights or {}).items()},
-        profile=profile or "",
-    )
+def _item_msg(pb: Any, it: Item) -> Any:
+    m = pb.Item(question=it.question, passages=list(it.passages), response=it.response)
+    if it.token_offsets is not None:
+        m.token_offsets.CopyFrom(_offsets_msg(pb, it.token_offsets))
+    return m
 
 
-def _mix_request(components, weights, token_offsets, profile):
-    pb = _proto.messages()
-    items = []
-    for j in mix_items_json(components, token_offsets):
-        m = pb.MixItem()
-        for name, t in j["types"].items():
-            m.types[name].granularity = t["granularity"]
-            m.types[name].segments.extend(
-                pb.MixSegment(end=s["end"], reward=s["reward"]) for s in t["segments"]
-            )
-        if "token_offsets" in j:
-            m.token_offsets.CopyFrom(_offsets_msg(pb, j["token_offsets"]))
-        items.append(m)
-    return pb.MixRequest(
-        items=items,
-        weights={str(k): float(v) for k, v in (weights or {}).items()},
-        profile=profile or "",
-    )
+def _mix_item_msg(pb: Any, it: MixItem) -> Any:
+    m = pb.MixItem()
+    for name, c in it.types.items():
+        m.types[name].granularity = c.granularity
+        m.types[name].segments.extend(pb.MixSegment(end=e.end, reward=e.reward) for e in c.segments)
+    if it.token_offsets is not None:
+        m.token_offsets.CopyFrom(_offsets_msg(pb, it.token_offsets))
+    return m
 
 
-def _opt(msg, name: str) -> float | None:
+def _opt(msg: Any, name: str) -> float | None:
     return getattr(msg, name) if msg.HasField(name) else None
 
 
-def _mixed(m) -> Mixed:
-    return Mixed(
-        weights=dict(m.weights),
-        total=m.total,
-        events=tuple(Event(e.end, e.reward) for e in m.events),
-    )
+def _mixed(m: Any) -> Mixed:
+    return Mixed(weights=dict(m.weights), total=m.total, events=tuple(Event(e.end, e.reward) for e in m.events))
 
 
-def _token_rewards(msg) -> tuple[float, ...] | None:
+def _token_rewards(msg: Any) -> tuple[float, ...] | None:
     return tuple(msg.token_rewards.values) if msg.HasField("token_rewards") else None
 
 
-def _item_result(r) -> ItemResult:
-    types = {
-        name: TypeResult(
-            granularity=t.granularity,
-            total=t.total,
-            segments=tuple(
-                Segment(
-                    start=s.start, end=s.end, text=s.text, reward=s.reward,
-                    p_error=_opt(s, "p_error"), score=_opt(s, "score"), p_bad=_opt(s, "p_bad"),
-                )
-                for s in t.segments
-            ),
-        )
-        for name, t in r.types.items()
-    }
+def _segment(s: Any) -> Segment:
+    return Segment(start=s.start, end=s.end, text=s.text, reward=s.reward,
+                   p_error=_opt(s, "p_error"), score=_opt(s, "score"), p_bad=_opt(s, "p_bad"))
+
+
+def _item_result(r: Any) -> ItemResult:
+    types = {name: TypeResult(granularity=t.granularity, total=t.total, segments=tuple(_segment(s) for s in t.segments))
+             for name, t in r.types.items()}
     return ItemResult(types=types, mixed=_mixed(r.mixed), token_rewards=_token_rewards(r))
 
 
-def _feedback_types(resp) -> list[FeedbackTypeInfo]:
+def _mix_result(r: Any) -> ItemResult:
+    return ItemResult(types={}, mixed=_mixed(r.mixed), token_rewards=_token_rewards(r))
+
+
+def _feedback_types(resp: Any) -> list[FeedbackTypeInfo]:
     return [
         FeedbackTypeInfo(
             name=t.name, granularity=t.granularity, kind=t.kind, weight=t.default_weight,
@@ -181,10 +156,51 @@ def _feedback_types(resp) -> list[FeedbackTypeInfo]:
     ]
 
 
-def _check_count(results, n: int, method: str):
-    if len(results) != n:
-        raise ProtocolError(f"sent {n} items, got {len(results)} results", endpoint=method)
-    return results
+def _health_serving(data: bytes) -> bool:
+    # grpc.health.v1.HealthCheckResponse is a single enum field 1; SERVING == 1. Decoding
+    # the two bytes by hand keeps grpcio-health-checking out of the client's dependencies.
+    return data == b"\x08\x01"
+
+
+def _method(name: str) -> str:
+    return _HEALTH_CHECK if name == "Health" else f"/{_proto.SERVICE}/{name}"
+
+
+class GrpcCodec:
+    """``fgrm.v1`` messages: requests as ``(method name, message)``, answers as response messages."""
+
+    def __init__(self) -> None:
+        self.pb = _proto.messages()
+
+    def _call(self, name: str, message: Any, parse: Callable[[Any], Any], timeout: float | None = None) -> Call[Any]:
+        return Call(_method(name), (name, message), parse, timeout)
+
+    def score(self, items: list[Item], weights: Mapping[str, float] | None,
+              profile: str | None) -> Call[list[ItemResult]]:
+        pb = self.pb
+        req = pb.ScoreRequest(items=[_item_msg(pb, it) for it in items],
+                              weights={str(k): float(v) for k, v in (weights or {}).items()}, profile=profile or "")
+        return self._call("Score", req, lambda resp: check_count(map(_item_result, resp.results), len(items),
+                                                                 _method("Score")))
+
+    def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,
+            profile: str | None) -> Call[list[ItemResult]]:
+        pb = self.pb
+        req = pb.MixRequest(items=[_mix_item_msg(pb, it) for it in items],
+                            weights={str(k): float(v) for k, v in (weights or {}).items()}, profile=profile or "")
+        return self._call("Mix", req, lambda resp: check_count(map(_mix_result, resp.results), len(items),
+                                                               _method("Mix")))
+
+    def feedback_types(self) -> Call[list[FeedbackTypeInfo]]:
+        return self._call("ListFeedbackTypes", self.pb.ListFeedbackTypesRequest(), _feedback_types)
+
+    def ready(self, seconds: float) -> Call[str | None]:
+        return self._call("Health", None, lambda data: None if _health_serving(data) else "NOT_SERVING", seconds)
+
+    def classify(self, exc: Exception, endpoint: str) -> Failure | None:
+        if not isinstance(exc, grpc.RpcError):
+            return None
+        return Failure(error_from_rpc(exc, endpoint), exc.code() in RETRY_CODES, exc.code().name)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -221,42 +237,13 @@ def error_from_rpc(err: grpc.RpcError, method: str, attempts: int = 1) -> FgrmEr
     return ProtocolError(f"unexpected gRPC status {code.name}: {message}", **kw)
 
 
-def _health_serving(data: bytes) -> bool:
-    # grpc.health.v1.HealthCheckResponse is a single enum field 1; SERVING == 1. Decoding
-    # the two bytes by hand keeps grpcio-health-checking out of the client's dependencies.
-    return data == b"\x08\x01"
-
-
 # ----------------------------------------------------------------------------- clients
 
 
-class _Base:
-    def __init__(self, addresses, timeout: float, retry: RetryPolicy | None, api_key: str | None = None,
-                 max_concurrency: int | None = None) -> None:
-        self.target = make_target(addresses)
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self._limit = ConcurrencyLimit(max_concurrency)  # fgrm_client._limit says why
-        # a server started with --api-key-file wants this on every RewardService call
-        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
-        pb = _proto.messages()
-        self._methods = {  # name -> (path, request serializer, response deserializer)
-            name: (f"/{_proto.SERVICE}/{name}", req.SerializeToString, resp.FromString)
-            for name, req, resp in (
-                ("Score", pb.ScoreRequest, pb.ScoreResponse),
-                ("Mix", pb.MixRequest, pb.MixResponse),
-                ("ListFeedbackTypes", pb.ListFeedbackTypesRequest, pb.ListFeedbackTypesResponse),
-            )
-        }
+class _GrpcBase(_Driver):
+    """The constructor both gRPC clients share; the subclass names its channel module."""
 
-    def _delay(self, attempt: int, err: grpc.RpcError) -> float | None:
-        if attempt >= self.retry.max_attempts or err.code() not in RETRY_CODES:
-            return None
-        return self.retry.backoff(attempt)
-
-
-class GrpcClient(_Base):
-    """Synchronous gRPC client; ``addresses`` is one target or a list of ``host:port``."""
+    _channels: Any = grpc
 
     def __init__(
         self,
@@ -269,160 +256,58 @@ class GrpcClient(_Base):
         api_key: str | None = None,
         max_concurrency: int | None = None,
     ) -> None:
-        super().__init__(addresses, timeout, retry, api_key, max_concurrency)
+        super().__init__(retry, max_concurrency)
+        self.target = make_target(addresses)
+        self.timeout = timeout
+        self._codec = GrpcCodec()
+        self._ready_endpoint = f"{self.target}{_HEALTH_CHECK}"
+        # a server started with --api-key-file wants this on every RewardService call
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
         opts = channel_options(options)
-        self._channel = (
-            grpc.secure_channel(self.target, credentials, options=opts)
-            if credentials else grpc.insecure_channel(self.target, options=opts)
-        )
-        self._calls = {
-            name: self._channel.unary_unary(path, request_serializer=ser,
-                                            response_deserializer=de)
-            for name, (path, ser, de) in self._methods.items()
-        }
-        self._health = self._channel.unary_unary(
-            _HEALTH_CHECK, request_serializer=lambda _: b"", response_deserializer=bytes
-        )
+        self._channel = (self._channels.secure_channel(self.target, credentials, options=opts) if credentials
+                         else self._channels.insecure_channel(self.target, options=opts))
+        pb = self._codec.pb
+        self._stubs = {name: self._channel.unary_unary(_method(name), request_serializer=ser,
+                                                       response_deserializer=de)
+                       for name, ser, de in (
+                           ("Score", pb.ScoreRequest.SerializeToString, pb.ScoreResponse.FromString),
+                           ("Mix", pb.MixRequest.SerializeToString, pb.MixResponse.FromString),
+                           ("ListFeedbackTypes", pb.ListFeedbackTypesRequest.SerializeToString,
+                            pb.ListFeedbackTypesResponse.FromString),
+                           ("Health", lambda _: b"", bytes))}
 
-    def __enter__(self) -> "GrpcClient":
-        return self
+    def _invoke(self, call: Call[Any]) -> Any:
+        """The stub's answer: a message (sync) or an awaitable of one (grpc.aio)."""
+        name, message = call.request
+        metadata = None if name == "Health" else self._metadata
+        return self._stubs[name](message, timeout=call.timeout or self.timeout, metadata=metadata)
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+
+class GrpcClient(_GrpcBase, SyncClient):
+    """Synchronous gRPC client; ``addresses`` is one target or a list of ``host:port``."""
+
+    _channels = grpc
+
+    def _send(self, call: Call[Any]) -> Any:
+        return self._invoke(call)
 
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, name: str, request):
-        with self._limit:
-            return self._send(name, request)
 
-    def _send(self, name: str, request):
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._calls[name](request, timeout=self.timeout, metadata=self._metadata)
-            except grpc.RpcError as err:
-                delay = self._delay(attempt, err)
-                if delay is None:
-                    raise error_from_rpc(err, self._methods[name][0], attempt) from None
-                time.sleep(delay)
-
-    def score(self, items, weights: Mapping[str, float] | None = None,
-              profile: str | None = None) -> list[ItemResult]:
-        """See :meth:`fgrm_client.HttpClient.score`."""
-        req = _score_request(items, weights, profile)
-        resp = self._call("Score", req)
-        return _check_count([_item_result(r) for r in resp.results], len(req.items), "Score")
-
-    def mix(self, components, weights, token_offsets=None, profile=None) -> list[ItemResult]:
-        """See :meth:`fgrm_client.HttpClient.mix`."""
-        req = _mix_request(components, weights, token_offsets, profile)
-        resp = self._call("Mix", req)
-        out = [ItemResult(types={}, mixed=_mixed(r.mixed), token_rewards=_token_rewards(r))
-               for r in resp.results]
-        return _check_count(out, len(req.items), "Mix")
-
-    def feedback_types(self) -> list[FeedbackTypeInfo]:
-        """See :meth:`fgrm_client.HttpClient.feedback_types`."""
-        return _feedback_types(self._call("ListFeedbackTypes", _proto.messages().ListFeedbackTypesRequest()))
-
-    def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
-        """Block until the standard gRPC health check says SERVING; :class:`Timeout` otherwise."""
-        def probe(seconds: float) -> str | None:
-            try:
-                return None if _health_serving(self._health(None, timeout=seconds)) else "NOT_SERVING"
-            except grpc.RpcError as err:
-                return err.code().name
-
-        poll_ready(probe, timeout, poll_interval, f"{self.target}{_HEALTH_CHECK}")
-
-class AsyncGrpcClient(_Base):
+class AsyncGrpcClient(_GrpcBase, AsyncClient):
     """Asynchronous (grpc.aio) client with the same methods as :class:`GrpcClient`.
 
     Create it inside the event loop that will use it.
     """
 
-    def __init__(
-        self,
-        addresses: str | Sequence[str] = DEFAULT_TARGET,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        options: Iterable[tuple[str, Any]] = (),
-        credentials: grpc.ChannelCredentials | None = None,
-        api_key: str | None = None,
-        max_concurrency: int | None = None,
-    ) -> None:
-        super().__init__(addresses, timeout, retry, api_key, max_concurrency)
-        opts = channel_options(options)
-        self._channel = (
-            aio.secure_channel(self.target, credentials, options=opts)
-            if credentials else aio.insecure_channel(self.target, options=opts)
-        )
-        self._calls = {
-            name: self._channel.unary_unary(path, request_serializer=ser,
-                                            response_deserializer=de)
-            for name, (path, ser, de) in self._methods.items()
-        }
-        self._health = self._channel.unary_unary(
-            _HEALTH_CHECK, request_serializer=lambda _: b"", response_deserializer=bytes
-        )
+    _channels = aio
 
-    async def __aenter__(self) -> "AsyncGrpcClient":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
+    async def _send(self, call: Call[Any]) -> Any:
+        return await self._invoke(call)
 
     async def close(self) -> None:
         await self._channel.close()
-
-    async def _call(self, name: str, request):
-        async with self._limit:
-            return await self._send(name, request)
-
-    async def _send(self, name: str, request):
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._calls[name](request, timeout=self.timeout, metadata=self._metadata)
-            except grpc.RpcError as err:
-                delay = self._delay(attempt, err)
-                if delay is None:
-                    raise error_from_rpc(err, self._methods[name][0], attempt) from None
-                await asyncio.sleep(delay)
-
-    async def score(self, items, weights=None, profile=None) -> list[ItemResult]:
-        """See :meth:`fgrm_client.HttpClient.score`."""
-        req = _score_request(items, weights, profile)
-        resp = await self._call("Score", req)
-        return _check_count([_item_result(r) for r in resp.results], len(req.items), "Score")
-
-    async def mix(self, components, weights, token_offsets=None, profile=None) -> list[ItemResult]:
-        """See :meth:`fgrm_client.HttpClient.mix`."""
-        req = _mix_request(components, weights, token_offsets, profile)
-        resp = await self._call("Mix", req)
-        out = [ItemResult(types={}, mixed=_mixed(r.mixed), token_rewards=_token_rewards(r))
-               for r in resp.results]
-        return _check_count(out, len(req.items), "Mix")
-
-    async def feedback_types(self) -> list[FeedbackTypeInfo]:
-        """See :meth:`fgrm_client.HttpClient.feedback_types`."""
-        req = _proto.messages().ListFeedbackTypesRequest()
-        return _feedback_types(await self._call("ListFeedbackTypes", req))
-
-    async def wait_until_ready(self, timeout: float = 60.0, poll_interval: float = 0.25) -> None:
-        """See :meth:`GrpcClient.wait_until_ready`."""
-        async def probe(seconds: float) -> str | None:
-            try:
-                return None if _health_serving(await self._health(None, timeout=seconds)) else "NOT_SERVING"
-            except grpc.RpcError as err:
-                return err.code().name
-
-        await apoll_ready(probe, timeout, poll_interval, f"{self.target}{_HEALTH_CHECK}")
 
 
 __all__ = ["AsyncGrpcClient", "GrpcClient", "error_from_rpc", "make_target"]

@@ -1,7 +1,9 @@
 """The wire format of docs/ARCHITECTURE.md as small frozen dataclasses, shared by both transports.
 
 Requests accept plain dicts or :class:`Item`; answers are always these dataclasses, so an HTTP
-answer and a gRPC answer to the same request compare equal (up to float precision).
+answer and a gRPC answer to the same request compare equal (up to float precision). The codecs
+(``fgrm_client.http``, ``fgrm_client.grpc``) encode these, never each other's wire types; the
+``parse_*`` functions read the JSON form, which is also what callers hand in as dicts.
 """
 
 from __future__ import annotations
@@ -84,6 +86,41 @@ class FeedbackTypeInfo:
     kind: str
     weight: float
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MixComponent:
+    """One type's rewards of one item, as ``/v1/mix`` takes them: each at its segment's end."""
+
+    granularity: str
+    segments: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class MixItem:
+    """One item of a mix request."""
+
+    types: Mapping[str, MixComponent]
+    token_offsets: tuple[tuple[int, int], ...] | None = None
+
+
+def _mix_component(t: TypeResult | Mapping[str, Any]) -> MixComponent:
+    if isinstance(t, TypeResult):
+        return MixComponent(t.granularity, tuple(Event(s.end, s.reward) for s in t.segments))
+    return MixComponent(str(t["granularity"]),
+                        tuple(Event(int(s["end"]), float(s["reward"])) for s in t["segments"]))
+
+
+def to_mix_items(components: Sequence[ItemResult | Mapping[str, Any]],
+                 token_offsets: Sequence[Sequence[tuple[int, int]] | None] | None = None) -> list[MixItem]:
+    """Mix inputs from earlier results, their ``.types``, or the same as JSON-like dicts."""
+    out = []
+    for i, c in enumerate(components):
+        types = c.types if isinstance(c, ItemResult) else c
+        offsets = None if token_offsets is None else token_offsets[i]
+        out.append(MixItem({str(name): _mix_component(t) for name, t in types.items()},
+                           None if offsets is None else tuple((int(a), int(b)) for a, b in offsets)))
+    return out
 
 
 def to_item(item: Item | Mapping[str, Any]) -> Item:

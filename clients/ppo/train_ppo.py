@@ -17,7 +17,9 @@ each, then the loop with the maths in view. Per step:
      run when the KL to the reference policy passes --max-ref-kl.
 
 Every step appends one JSON line to <out>/log.jsonl; every --eval-every steps the policy is
-scored on held-out questions; the curves are drawn into <out>/curves.png.
+scored on held-out questions; the curves are drawn into <out>/curves.png (clients/ppo/run_report.py).
+The maths of steps 3-5 are the small functions under "PPO maths", each checked against
+hand-computed values in tests/clients/test_ppo_maths.py.
 
     python clients/ppo/train_ppo.py --policy runs/sft --weights relevance=1,factuality=1,completeness=1
 """
@@ -29,7 +31,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,6 +41,7 @@ from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_DATA, load_qa, load_tokenizer, parse_args, prompt_ids  # noqa: E402
+from run_report import RunLog  # noqa: E402
 
 from fgrm_client import FgrmError, GrpcClient, HttpClient  # noqa: E402
 from fgrm_client.align import align_result, offsets_from_decode  # noqa: E402
@@ -152,14 +155,62 @@ def response_logprobs(model, ids, mask, n_prompt, temperature):
     return torch.gather(F.log_softmax(logits.float(), -1), 2, ids[:, n_prompt:, None]).squeeze(-1)
 
 
+# ---------------------------------------------------------------------------------- PPO maths
+# (B, T) tensors over response tokens; `m` is 1 on real tokens, 0 on padding.
+
+
 def masked_mean(x, m):
     return (x * m).sum() / m.sum().clamp(min=1)
 
 
 def whiten(x, m, eps=1e-8):
+    """Zero mean, unit variance over the real tokens of the batch; padding stays 0."""
     mean = masked_mean(x, m)
     var = masked_mean((x - mean) ** 2, m)
     return (x - mean) * torch.rsqrt(var + eps) * m
+
+
+def kl_penalised(scores, logp, ref_logp, m, beta):
+    """Per-token reward r_t = service reward - beta * (log pi(a_t|s_t) - log pi_ref(a_t|s_t)),
+    and that per-token KL estimate."""
+    kl = (logp - ref_logp) * m
+    return scores - beta * kl, kl
+
+
+def gae(rewards, values, m, gamma, lam):
+    """Generalised advantage estimation (Schulman et al. 2016): A_t = sum_l (gamma lam)^l delta_{t+l},
+    delta_t = r_t + gamma V_{t+1} - V_t (V past the end = 0). Returns (advantages, returns = A + V).
+    Padding has r = V = 0 and its A is zeroed, so nothing flows back from it."""
+    B, T = rewards.shape
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(B)
+    for t in reversed(range(T)):
+        next_v = values[:, t + 1] if t + 1 < T else torch.zeros(B)
+        delta = rewards[:, t] + gamma * next_v - values[:, t]
+        last = (delta + gamma * lam * last) * m[:, t]
+        adv[:, t] = last
+    return adv, adv + values
+
+
+def policy_loss(new_logp, old_logp, adv, m, clip):
+    """PPO's clipped surrogate, negated to be minimised: mean of max(-A r, -A clip(r, 1-eps, 1+eps))
+    with r = pi/pi_old. Also returns the k3 estimate of KL(pi_old || pi) and the clipped share."""
+    log_ratio = (new_logp - old_logp) * m
+    ratio = log_ratio.exp()
+    loss = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)), m)
+    with torch.no_grad():
+        approx_kl = masked_mean((ratio - 1) - log_ratio, m).item()
+        clipfrac = masked_mean(((ratio - 1).abs() > clip).float(), m).item()
+    return loss, approx_kl, clipfrac
+
+
+def value_loss(v, old_v, returns, m, clip):
+    """Clipped value loss: 0.5 * mean of max((V - R)^2, (V_old + clip(V - V_old, +-eps) - R)^2)."""
+    v_clip = old_v + (v - old_v).clamp(-clip, clip)
+    return 0.5 * masked_mean(torch.max((v - returns) ** 2, (v_clip - returns) ** 2), m)
+
+
+# ---------------------------------------------------------------------------------- rollouts
 
 
 @torch.no_grad()
@@ -227,19 +278,11 @@ def evaluate(policy, tok, client, held, args, weights):
     return stats, texts
 
 
-def main(args: Args):
-    if args.mode not in ("fine-grained", "holistic"):
-        raise SystemExit(f"--mode must be fine-grained or holistic, got {args.mode!r}")
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = parse_weights(args.weights)
+def setup(args: Args):
+    """The client, the policy, its frozen reference, the critic and their optimisers."""
     client = (GrpcClient(args.grpc.split(","), timeout=120) if args.grpc
               else HttpClient(args.url, timeout=120))
     client.wait_until_ready(timeout=120)
-
     tok = load_tokenizer(args.policy)
     policy = AutoModelForCausalLM.from_pretrained(args.policy)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -252,201 +295,109 @@ def main(args: Args):
     policy.generation_config.pad_token_id = tok.pad_token_id
     p_opt = torch.optim.Adam(policy.parameters(), lr=args.policy_lr, eps=1e-5)
     v_opt = torch.optim.Adam(critic.parameters(), lr=args.value_lr, eps=1e-5)
+    return client, tok, policy, ref, critic, p_opt, v_opt
 
+
+@torch.no_grad()
+def advantages(policy, ref, critic, seq, mask, n, scores, rm, args):
+    """Steps 3-4: old log-probs, values, KL-penalised rewards, GAE, whitened advantages."""
+    logp = response_logprobs(policy, seq, mask, n, args.temperature)
+    ref_logp = response_logprobs(ref, seq, mask, n, args.temperature)
+    values = critic(seq, mask, positions(mask))[:, n - 1 : -1] * rm
+    rewards, kl = kl_penalised(scores, logp, ref_logp, rm, args.kl_coef)
+    adv, returns = gae(rewards, values, rm, args.gamma, args.lam)
+    return logp, values, whiten(adv, rm), returns, kl
+
+
+def ppo_epochs(policy, critic, p_opt, v_opt, seq, mask, n, rm, logp, values, adv, returns, args):
+    """Step 5: clipped policy and value updates over minibatches; stops an epoch loop early when
+    the approximate KL to the rollout policy passes --target-kl. Returns the minibatch stats
+    (policy loss, value loss, approx KL, clip fraction), the epochs run and whether it stopped early."""
+    mb_stats = []
+    for epoch in range(args.ppo_epochs):
+        perm = torch.randperm(args.batch_size)
+        for i in range(0, args.batch_size, args.minibatch_size):
+            idx = perm[i : i + args.minibatch_size]
+            m = rm[idx]
+            new_logp = response_logprobs(policy, seq[idx], mask[idx], n, args.temperature)
+            pg_loss, approx_kl, clipfrac = policy_loss(new_logp, logp[idx], adv[idx], m, args.clip)
+            v = critic(seq[idx], mask[idx], positions(mask[idx]))[:, n - 1 : -1]
+            vf_loss = value_loss(v, values[idx], returns[idx], m, args.vf_clip)
+            p_opt.zero_grad()
+            v_opt.zero_grad()
+            (pg_loss + args.vf_coef * vf_loss).backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
+            p_opt.step()
+            v_opt.step()
+            mb_stats.append((pg_loss.item(), vf_loss.item(), approx_kl, clipfrac))
+        if mb_stats[-1][2] > args.target_kl:
+            return mb_stats, epoch + 1, True
+    return mb_stats, args.ppo_epochs, False
+
+
+def step_record(step, rstats, kl, rm, mb_stats, epochs_run, early, times):
+    """One line of log.jsonl."""
+    k = len(mb_stats)
+    return {
+        "step": step, **rstats, "kl_ref": float(kl.sum(1).mean()), "length": float(rm.sum(1).mean()),
+        "loss/policy": sum(s[0] for s in mb_stats) / k, "loss/value": sum(s[1] for s in mb_stats) / k,
+        "approx_kl": sum(s[2] for s in mb_stats) / k, "clipfrac": sum(s[3] for s in mb_stats) / k,
+        "ppo_epochs_run": epochs_run, "early_stop": early, **times,
+    }
+
+
+def main(args: Args):
+    if args.mode not in ("fine-grained", "holistic"):
+        raise SystemExit(f"--mode must be fine-grained or holistic, got {args.mode!r}")
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = parse_weights(args.weights)
+    client, tok, policy, ref, critic, p_opt, v_opt = setup(args)
     train, held = load_qa(args.data)
     held = held[: args.n_eval]
-    log_file = (out / "log.jsonl").open("w")
-    (out / "args.json").write_text(json.dumps(asdict(args), indent=1))
-    samples_file = (out / "eval_samples.jsonl").open("w")
-
-    def do_eval(step):
-        stats, texts = evaluate(policy, tok, client, held, args, weights)
-        samples_file.write(json.dumps({"step": step, "samples": texts[:4]}) + "\n")
-        samples_file.flush()
-        return stats
-
-    t0 = time.time()
-    first = {"step": 0, **do_eval(0), "seconds": time.time() - t0}
-    log_file.write(json.dumps(first) + "\n")
-    history = [first]
-    bar = tqdm(range(1, args.total_steps + 1), desc="ppo")
+    log = RunLog(out, args, lambda: evaluate(policy, tok, client, held, args, weights))
     stop_reason = "total_steps"
+    bar = tqdm(range(1, args.total_steps + 1), desc="ppo")
     for step in bar:
         # ---- 1. rollouts ------------------------------------------------------------------
         batch = random.sample(train, args.batch_size)
         qs = [x["question"] for x in batch]
-        t_roll = time.time()
+        t = time.time()
         seq, mask, n, rmask = rollout(policy, tok, qs, args)
-        t_roll = time.time() - t_roll
-        resp = seq[:, n:]
+        times = {"seconds/rollout": time.time() - t}
         rm = rmask.float()
         # ---- 2. rewards from the service ------------------------------------------------
-        t_score = time.time()
+        t = time.time()
         try:
-            scores, rstats, _ = score(client, tok, qs, [x["passages"] for x in batch], resp,
+            scores, rstats, _ = score(client, tok, qs, [x["passages"] for x in batch], seq[:, n:],
                                       rmask, args, weights)
         except FgrmError as exc:  # typed: a trainer decides; here we stop cleanly and log it
             stop_reason = f"service error: {exc}"
             break
-        t_score = time.time() - t_score
-        with torch.no_grad():
-            logp = response_logprobs(policy, seq, mask, n, args.temperature)
-            ref_logp = response_logprobs(ref, seq, mask, n, args.temperature)
-            values = critic(seq, mask, positions(mask))[:, n - 1 : -1] * rm
-            # ---- 3. per-token reward: service reward minus the KL penalty ---------------
-            kl = (logp - ref_logp) * rm
-            rewards = scores - args.kl_coef * kl
-            # ---- 4. GAE (gamma, lambda); padding has r = V = 0, so A = 0 there ----------
-            T = resp.shape[1]
-            adv = torch.zeros_like(rewards)
-            last = torch.zeros(resp.shape[0])
-            for t in reversed(range(T)):
-                next_v = values[:, t + 1] if t + 1 < T else torch.zeros(resp.shape[0])
-                delta = rewards[:, t] + args.gamma * next_v - values[:, t]
-                last = (delta + args.gamma * args.lam * last) * rm[:, t]
-                adv[:, t] = last
-            returns = adv + values
-            adv = whiten(adv, rm)
+        times["seconds/score"] = time.time() - t
+        # ---- 3-4. KL-penalised per-token rewards, GAE, whitened advantages ----------------
+        logp, values, adv, returns, kl = advantages(policy, ref, critic, seq, mask, n, scores, rm, args)
         # ---- 5. PPO epochs ------------------------------------------------------------------
-        t_update = time.time()
-        mb_stats = []
-        early = False
-        for epoch in range(args.ppo_epochs):
-            perm = torch.randperm(args.batch_size)
-            for i in range(0, args.batch_size, args.minibatch_size):
-                idx = perm[i : i + args.minibatch_size]
-                m = rm[idx]
-                new_logp = response_logprobs(policy, seq[idx], mask[idx], n, args.temperature)
-                log_ratio = (new_logp - logp[idx]) * m
-                ratio = log_ratio.exp()
-                pg1 = -adv[idx] * ratio
-                pg2 = -adv[idx] * ratio.clamp(1 - args.clip, 1 + args.clip)
-                pg_loss = masked_mean(torch.max(pg1, pg2), m)
-                v = critic(seq[idx], mask[idx], positions(mask[idx]))[:, n - 1 : -1]
-                v_clip = values[idx] + (v - values[idx]).clamp(-args.vf_clip, args.vf_clip)
-                vf_loss = 0.5 * masked_mean(torch.max((v - returns[idx]) ** 2,
-                                                      (v_clip - returns[idx]) ** 2), m)
-                p_opt.zero_grad()
-                v_opt.zero_grad()
-                (pg_loss + args.vf_coef * vf_loss).backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
-                p_opt.step()
-                v_opt.step()
-                with torch.no_grad():
-                    approx_kl = masked_mean((ratio - 1) - log_ratio, m).item()  # k3 estimator
-                    clipfrac = masked_mean(((ratio - 1).abs() > args.clip).float(), m).item()
-                mb_stats.append((pg_loss.item(), vf_loss.item(), approx_kl, clipfrac))
-            if mb_stats[-1][2] > args.target_kl:
-                early = True
-                break
-        t_update = time.time() - t_update
-        # ---- log ------------------------------------------------------------------------
-        ref_kl = float(kl.sum(1).mean())
-        k = len(mb_stats)
-        record = {
-            "step": step,
-            **rstats,
-            "kl_ref": ref_kl,
-            "length": float(rm.sum(1).mean()),
-            "loss/policy": sum(s[0] for s in mb_stats) / k,
-            "loss/value": sum(s[1] for s in mb_stats) / k,
-            "approx_kl": sum(s[2] for s in mb_stats) / k,
-            "clipfrac": sum(s[3] for s in mb_stats) / k,
-            "ppo_epochs_run": epoch + 1,
-            "early_stop": early,
-            "seconds/rollout": t_roll,
-            "seconds/score": t_score,
-            "seconds/update": t_update,
-            "seconds": time.time() - t0,
-        }
-        last_step = step == args.total_steps or time.time() - t0 > args.time_limit
-        if step % args.eval_every == 0 or last_step or ref_kl > args.max_ref_kl:
-            t_eval = time.time()
-            record.update(do_eval(step))
-            record["seconds/eval"] = time.time() - t_eval
-        history.append(record)
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-        bar.set_postfix(r=f"{rstats['reward/mixed']:.3f}", kl=f"{ref_kl:.2f}",
-                        len=f"{record['length']:.0f}")
-        if ref_kl > args.max_ref_kl:
-            stop_reason = f"KL to reference {ref_kl:.1f} > --max-ref-kl {args.max_ref_kl}"
+        t = time.time()
+        mb_stats, epochs_run, early = ppo_epochs(policy, critic, p_opt, v_opt, seq, mask, n, rm, logp, values,
+                                                 adv, returns, args)
+        times["seconds/update"] = time.time() - t
+        record = step_record(step, rstats, kl, rm, mb_stats, epochs_run, early, times)
+        stop_reason = log.step(record, step == args.total_steps) or stop_reason
+        bar.set_postfix(r=f"{rstats['reward/mixed']:.3f}", kl=f"{record['kl_ref']:.2f}", len=f"{record['length']:.0f}")
+        if stop_reason != "total_steps":
             break
-        if time.time() - t0 > args.time_limit:
-            stop_reason = "time_limit"
-            break
-    evals = [r for r in history if "eval/mixed" in r]
-    summary = {
-        "stop_reason": stop_reason, "steps": history[-1]["step"], "seconds": time.time() - t0,
-        "eval_first": {k: v for k, v in evals[0].items() if k.startswith("eval/")},
-        "eval_last": {k: v for k, v in evals[-1].items() if k.startswith("eval/")},
-        "eval_last_step": evals[-1]["step"],
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    log_file.close()
-    samples_file.close()
-    plot(out)
+    summary = log.close(stop_reason)
     if args.save:
         policy.save_pretrained(out / "policy")
         tok.save_pretrained(out / "policy")
     client.close()
     print(json.dumps(summary))
     return policy
-
-
-def plot(out: Path) -> None:
-    """Curves from log.jsonl into curves.png: rewards (train, held-out, per type), KL, length,
-    losses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    train = [r for r in rows if "reward/mixed" in r]
-    evals = [r for r in rows if "eval/mixed" in r]
-
-    def series(rs, key):
-        pts = [(r["step"], r[key]) for r in rs if key in r]
-        return [p[0] for p in pts], [p[1] for p in pts]
-
-    types = sorted({k.split("/", 1)[1] for r in evals for k in r
-                    if k.startswith("eval/") and k not in ("eval/mixed", "eval/length")})
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    ax = axes[0, 0]
-    ax.plot(*series(train, "reward/mixed"), label="train (rollouts)", alpha=0.6)
-    ax.plot(*series(evals, "eval/mixed"), "o-", label="held-out")
-    ax.set_title("mixed reward per response")
-    ax.legend()
-    ax = axes[0, 1]
-    for t in types:
-        ax.plot(*series(evals, f"eval/{t}"), "o-", label=t)
-    ax.set_title("held-out reward per feedback type (unweighted)")
-    ax.legend()
-    ax = axes[0, 2]
-    ax.plot(*series(train, "length"), label="train", alpha=0.6)
-    ax.plot(*series(evals, "eval/length"), "o-", label="held-out")
-    ax.set_title("response length (tokens)")
-    ax.legend()
-    ax = axes[1, 0]
-    ax.plot(*series(train, "kl_ref"))
-    ax.set_title("KL(policy || reference) per response")
-    ax = axes[1, 1]
-    ax.plot(*series(train, "loss/policy"), label="policy")
-    ax.plot(*series(train, "loss/value"), label="value")
-    ax.set_title("losses")
-    ax.legend()
-    ax = axes[1, 2]
-    ax.plot(*series(train, "approx_kl"), label="approx KL to rollout policy")
-    ax.plot(*series(train, "clipfrac"), label="clip fraction")
-    ax.set_title("PPO update size")
-    ax.legend()
-    for a in axes.flat:
-        a.set_xlabel("PPO step")
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=80)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

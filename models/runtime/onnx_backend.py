@@ -1,10 +1,12 @@
 """ONNX Runtime backend: a checkpoint exported to ONNX, in fp32 or with dynamic int8 weights (CPU).
 
 Exports are build outputs, not repository files: they live in a cache keyed by a hash of the
-checkpoint's weights, `$FGRM_CACHE_DIR/onnx/<checkpoint-name>-<hash>/model{,.int8}.onnx`
-(FGRM_CACHE_DIR defaults to ~/.cache/fgrm), so a retrained checkpoint never runs a stale export.
-A missing export is made on first use (`models.export`; this needs torch), so an ONNX-only
-host should run `fgrm export` once, ahead of time.
+checkpoint's weights, `<cache_dir>/onnx/<checkpoint-name>-<hash>/model{,.int8}.onnx`
+(`RuntimeOptions.cache_dir`: FGRM_CACHE_DIR, else ~/.cache/fgrm), so a retrained checkpoint never
+runs a stale export. A missing export is made on first use by `models.runtime.create` (with
+`models.export`; this needs torch), so an ONNX-only host should run `fgrm export` once, ahead of
+time. This module never exports: `models.export` reads its file layout (names, paths), so the
+dependency runs one way.
 
 Batch invariance: fp32 results of one item do not depend on the rest of its batch (< 1e-5
 between alone and padded beside longer items; tests/models/test_onnx_runtime.py). Dynamic int8
@@ -24,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.checkpoint import encoder_dir, network_kind, read_meta
+from models.runtime.options import RuntimeOptions, defaults
+
 log = logging.getLogger(__name__)
 
 # Bump when the exported graph changes (exporter, opset, input/output names), so caches rebuild.
@@ -34,15 +39,12 @@ EMBEDDING_OUTPUTS = ("embeddings",)  # an "embedding" network
 
 
 def output_names(meta: dict) -> tuple[str, ...]:
-    from models.checkpoint import network_kind
-
     return EMBEDDING_OUTPUTS if network_kind(meta) == "embedding" else OUTPUT_NAMES
 
 
-def cache_dir() -> Path:
-    """Root of fgrm's caches: $FGRM_CACHE_DIR, else ~/.cache/fgrm."""
-    root = os.environ.get("FGRM_CACHE_DIR")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "fgrm"
+def cache_dir(options: RuntimeOptions | None = None) -> Path:
+    """Root of fgrm's caches (`RuntimeOptions.cache_dir`)."""
+    return (options or defaults()).cache_dir
 
 
 @lru_cache(maxsize=32)
@@ -59,8 +61,6 @@ def weights_hash(checkpoint: str | Path) -> str:
     """Short hash of what the exported graph is made of: the encoder weights, the head weights of
     a reward network, and the export format. (An embedding checkpoint's heads live in fgrm.json and
     run outside the graph, so retraining them needs no new export.)"""
-    from models.checkpoint import encoder_dir, network_kind, read_meta
-
     checkpoint = Path(checkpoint)
     meta = read_meta(checkpoint)
     paths = [encoder_dir(checkpoint, meta) / "model.safetensors"]
@@ -75,25 +75,11 @@ def weights_hash(checkpoint: str | Path) -> str:
     return _weights_hash(tuple(files))
 
 
-def exported_path(checkpoint: str | Path, quantized: bool = False) -> Path:
-    """Where the ONNX export of `checkpoint` lives (it may not exist yet)."""
+def exported_path(checkpoint: str | Path, quantized: bool = False, cache: Path | None = None) -> Path:
+    """Where the ONNX export of `checkpoint` lives under `cache` (default: `cache_dir()`); it may not exist yet."""
     checkpoint = Path(checkpoint).resolve()
-    folder = cache_dir() / "onnx" / f"{checkpoint.name}-{weights_hash(checkpoint)}"
+    folder = (cache or cache_dir()) / "onnx" / f"{checkpoint.name}-{weights_hash(checkpoint)}"
     return folder / ("model.int8.onnx" if quantized else "model.onnx")
-
-
-def default_threads() -> int:
-    """Intra-op threads: $FGRM_ORT_THREADS, else every core."""
-    raw = os.environ.get("FGRM_ORT_THREADS")
-    if raw:
-        try:
-            n = int(raw)
-        except ValueError:
-            raise ValueError(f"FGRM_ORT_THREADS must be a positive integer, got {raw!r}") from None
-        if n < 1:
-            raise ValueError(f"FGRM_ORT_THREADS must be a positive integer, got {raw!r}")
-        return n
-    return os.cpu_count() or 1
 
 
 def _providers() -> list[str]:
@@ -109,23 +95,19 @@ class OnnxBackend:
     """The backend contract (docs/ARCHITECTURE.md) on an ONNX Runtime session."""
 
     def __init__(self, checkpoint: str | Path, quantized: bool = False, *, model_path: str | Path | None = None,
-                 threads: int | None = None):
+                 options: RuntimeOptions | None = None):
         import onnxruntime as ort
 
+        options = options or defaults()
         self.name = "onnx-int8" if quantized else "onnx"
         self.batch_invariant = not quantized  # see the module docstring
         self.checkpoint = Path(checkpoint)
-        self.path = Path(model_path) if model_path else exported_path(self.checkpoint, quantized)
+        self.path = Path(model_path) if model_path else exported_path(self.checkpoint, quantized, options.cache_dir)
         if not self.path.is_file():
-            if model_path:
-                raise FileNotFoundError(f"no ONNX model at {self.path}")
-            from models.export import export
-
-            log.warning("no %s export of %s in the cache; exporting it now to %s", self.name, checkpoint, self.path)
-            export(self.checkpoint, quantized=quantized, reuse=True)
+            raise FileNotFoundError(f"no ONNX model at {self.path} (`fgrm export`, or models.runtime.create, makes it)")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or default_threads()
+        opts.intra_op_num_threads = options.ort_threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1  # one sequential graph; parallelism is inside the MatMuls
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=_providers())

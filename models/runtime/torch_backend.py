@@ -1,4 +1,4 @@
-"""Torch runtime: fp32 by default on CPU and CUDA; fp16 / bf16 on request (FGRM_TORCH_DTYPE).
+"""Torch runtime: fp32 by default on CPU and CUDA; fp16 / bf16 on request (`RuntimeOptions.torch_dtype`, FGRM_TORCH_DTYPE).
 
 Half precision is faster on a GPU (H200: 2,943 items/s at batch 64 in fp16 against 2,260 in
 fp32, docs/training/gpu_forward.jsonl) but its results depend on the batch they were computed
@@ -8,7 +8,6 @@ is assumed batch-invariant to 1e-5 like on CPU; that was not measured on a GPU h
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ class TorchBackend:
 
     def __init__(self, checkpoint: str | Path, device: str | None = None, dtype: str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = dtype or os.environ.get("FGRM_TORCH_DTYPE") or "float32"
+        dtype = dtype or "float32"
         self.dtype = getattr(torch, dtype)
         self.batch_invariant = self.dtype == torch.float32
         self.net = load_network(checkpoint).to(self.device, self.dtype)

@@ -86,7 +86,7 @@ def test_service_down_bounded_retries_then_unavailable():
 
 def test_503_backs_off_then_succeeds(monkeypatch):
     sleeps = []
-    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    monkeypatch.setattr("fgrm_client._drivers.time.sleep", sleeps.append)
     answers = iter([503, 503, 200])
 
     def handler(request):
@@ -102,7 +102,7 @@ def test_503_backs_off_then_succeeds(monkeypatch):
 
 def test_backoff_grows_and_honours_retry_after(monkeypatch):
     sleeps = []
-    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    monkeypatch.setattr("fgrm_client._drivers.time.sleep", sleeps.append)
     policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=1.0)
 
     def handler(request):
@@ -330,7 +330,7 @@ def test_concurrency_cap_bounds_calls_in_flight():
 
 def test_several_replicas_take_turns_and_a_dead_one_costs_no_failed_call(monkeypatch):
     sleeps, hosts = [], []
-    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    monkeypatch.setattr("fgrm_client._drivers.time.sleep", sleeps.append)
 
     def handler(request: httpx.Request) -> httpx.Response:
         hosts.append(request.url.host)
@@ -377,7 +377,7 @@ def test_a_replica_marked_down_is_tried_again_later(monkeypatch):
 
 def test_several_replicas_all_down_back_off_after_trying_each(monkeypatch):
     sleeps = []
-    monkeypatch.setattr("fgrm_client.http.time.sleep", sleeps.append)
+    monkeypatch.setattr("fgrm_client._drivers.time.sleep", sleeps.append)
 
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)

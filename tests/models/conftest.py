@@ -26,11 +26,14 @@ def minilm_tokenizer():
 
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory):
-    """A private FGRM_CACHE_DIR for the whole session: every export is made fresh by the tests."""
+    """A private cache directory for the whole session (the process's default runtime options):
+    every export is made fresh by the tests."""
+    from models.runtime.options import RuntimeOptions, set_defaults
+
     cache = tmp_path_factory.mktemp("fgrm-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FGRM_CACHE_DIR", str(cache))
-        yield cache
+    previous = set_defaults(RuntimeOptions(cache_dir=cache))
+    yield cache
+    set_defaults(previous)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from models.runtime.onnx_backend import OnnxBackend, exported_path
 def _fp32_torch_and_onnx(checkpoint):
     from models.runtime.torch_backend import TorchBackend
 
-    return TorchBackend(checkpoint, device="cpu", dtype="float32"), OnnxBackend(checkpoint)
+    return TorchBackend(checkpoint, device="cpu", dtype="float32"), create(checkpoint, "onnx")
 
 
 # --- mechanics (tiny checkpoint) ---------------------------------------------------------------
@@ -67,12 +67,14 @@ def test_fp32_matches_torch_on_shapes_other_than_the_trace(tiny_checkpoint, onnx
         np.testing.assert_allclose(b[key], a[key], atol=1e-4)
 
 
-def test_threads_come_from_fgrm_ort_threads(tiny_checkpoint, onnx_cache, monkeypatch):
-    monkeypatch.setenv("FGRM_ORT_THREADS", "1")
-    assert OnnxBackend(tiny_checkpoint).session.get_session_options().intra_op_num_threads == 1
-    monkeypatch.setenv("FGRM_ORT_THREADS", "many")
+def test_threads_come_from_fgrm_ort_threads(tiny_checkpoint, onnx_cache):
+    from service.config import Settings
+
+    create(tiny_checkpoint, "onnx")  # the export, in the session's cache
+    options = Settings.from_env({"FGRM_ORT_THREADS": "1", "FGRM_CACHE_DIR": str(onnx_cache)}).runtime_options()
+    assert OnnxBackend(tiny_checkpoint, options=options).session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(ValueError, match="FGRM_ORT_THREADS"):
-        OnnxBackend(tiny_checkpoint)
+        Settings.from_env({"FGRM_ORT_THREADS": "many"})
 
 
 def test_export_command_reports_paths_and_sizes(tiny_checkpoint, onnx_cache, tmp_path, capsys):
@@ -145,12 +147,12 @@ def test_int8_decisions_agree_on_most_segments(finetuned_checkpoint, onnx_cache,
 
 
 def test_fp32_is_batch_invariant(finetuned_checkpoint, finetuned_batch, onnx_cache):
-    prob, score = _alone_vs_batched(OnnxBackend(finetuned_checkpoint), *finetuned_batch)
+    prob, score = _alone_vs_batched(create(finetuned_checkpoint, "onnx"), *finetuned_batch)
     assert prob < 1e-5 and score < 1e-5
 
 
 def test_int8_is_not_batch_invariant_and_says_so(finetuned_checkpoint, finetuned_batch, onnx_cache, record_property):
-    backend = OnnxBackend(finetuned_checkpoint, quantized=True)
+    backend = create(finetuned_checkpoint, "onnx-int8")
     prob, score = _alone_vs_batched(backend, *finetuned_batch)
     record_property("int8_batch_variance", {"prob": prob, "score": score})
     print(f"int8 alone vs batched: max |dp_error| {prob:.4f}, max |dscore| {score:.4f}")

@@ -158,10 +158,10 @@ def test_eval_cv_runs_the_protocol_and_names_the_baselines(small_run, capsys, tm
 
 
 def test_rewards_do_not_depend_on_the_batch_and_long_sentences_are_refused(small_run):
-    from models import checkpoint as ckpt
+    from models import runtime
     from models.errors import InputTooLong
 
-    loaded = ckpt.load(small_run["out"], "torch")
+    loaded = runtime.load(small_run["out"], "torch")
     model = loaded.encoder
     recs = small_run["records"][:4]
     plans = [model.plan(r["question"], [p[0] + ": " + " ".join(p[1:]) for p in r["passages"]], r["prediction 1"],
@@ -179,11 +179,11 @@ def test_rewards_do_not_depend_on_the_batch_and_long_sentences_are_refused(small
 
 
 def test_onnx_embeddings_match_torch_on_the_shipped_checkpoint(shipped_checkpoint, onnx_cache):
-    from models import checkpoint as ckpt
+    from models import runtime
     from models.encoding import pad_batch
     from models.runtime import create
 
-    loaded = ckpt.load(shipped_checkpoint, "torch")
+    loaded = runtime.load(shipped_checkpoint, "torch")
     onnx = create(shipped_checkpoint, "onnx")
     records = load_records(DATA_DIR / "dev_feedback.json")[:6]
     texts = [s.text for r in records for s in sentences(r["prediction 1"])]

@@ -34,6 +34,7 @@ def test_finetune_recipe_writes_a_loadable_checkpoint_whose_weights_moved(tmp_pa
     from safetensors.torch import load_file
 
     from models import checkpoint as ckpt
+    from models import runtime
     from models.train import main as train_main
 
     data = tmp_path / "data.json"
@@ -49,7 +50,7 @@ def test_finetune_recipe_writes_a_loadable_checkpoint_whose_weights_moved(tmp_pa
     after = load_file(str(out / "model.safetensors"))
     key = "encoder.layer.0.attention.self.query.weight"
     assert not np.allclose(before[key].numpy(), after[key].numpy())
-    loaded = ckpt.load(out, "torch")
+    loaded = runtime.load(out, "torch")
     assert loaded.encoder.marker_id == loaded.encoder.tokenizer.convert_tokens_to_ids("[SEG]")
     assert (out / "train_log.jsonl").read_text().count("\n") == 1
 

@@ -293,7 +293,7 @@ def test_prefix_delta_rewards(tiny_dir):
     sc = engine.scorers[-1]
     prev = 0.0
     for seg in tox.segments:
-        ids, mask = np.array([sc.encoder.encode(text[: seg.end])]), None
+        ids = np.array([sc.encoder.encode(text[: seg.end])])
         logits = sc.backend.forward(ids, np.ones_like(ids))["sequence_logits"][0]
         p = np.exp(logits - logits.max())
         p_bad = p[1] / p.sum()
