@@ -137,12 +137,3 @@ def reward_encoder(path: str | Path, meta: dict, use_passages: bool | None = Non
     return Encoder(load_tokenizer(path), int(meta["max_length"]),
                    meta.get("use_passages", True) if use_passages is None else use_passages,
                    meta.get("marker_token", "[SEG]"))
-
-
-def load(path: str | Path, runtime: str = "auto", use_passages: bool | None = None):
-    """Moved to `models.runtime.load`. Kept only for models/evaluate.py, which another change
-    owns; once it calls `models.runtime.load`, delete this (it is this module's one import of a
-    runtime, allowed by name in tests/models/test_import_cycles.py)."""
-    from models.runtime import load as load_checkpoint
-
-    return load_checkpoint(path, runtime, use_passages)

@@ -162,7 +162,7 @@ def cv_main(args) -> int:
     from models.crossval import cross_validate, markdown, verdicts
     from models.data import load_records
     from models.recipe import RECIPES
-    from models.train import build, embedding_cache_path
+    from models.tables import build_with_cache, embedding_cache_path
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]
@@ -170,7 +170,7 @@ def cv_main(args) -> int:
         print(f"fgrm eval: unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}", file=sys.stderr)
         return 2
     records = load_records(args.data)
-    tables = build(records, embedding_cache_path(args.embedding_cache), args.threads)
+    tables = build_with_cache(records, embedding_cache_path(args.embedding_cache), args.threads)
     results = []
     for name in names:
         res = cross_validate(tables, RECIPES[name], args.cv)
@@ -188,7 +188,6 @@ def cv_main(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models import checkpoint as ckpt
     from models.config import REPO_ROOT
     from models.data import DATA_DIR, load_records, split_records
 
@@ -216,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.split != "all":
         train, dev = split_records(records)
         records = dev if args.split == "dev" else train
-    loaded = ckpt.load(args.checkpoint, args.runtime)
+    from models.runtime import load
+
+    loaded = load(args.checkpoint, args.runtime)
     res = evaluate(records, loaded.backend.forward, loaded.encoder, loaded.meta)
     res["runtime"] = {"name": loaded.backend.name, "provider": loaded.backend.provider}
     print(json.dumps(res) if args.json else json.dumps(res, indent=2))

@@ -35,11 +35,11 @@ def audit(records: list[dict]) -> dict:
             "fewer words outside the passages": {k: -len(w - ctx.passage_words) for k, w in words.items()},
         }
         for preferred, other in preference_pairs(r):
-            by_position[tuple(sorted((preferred, other)))].append(preferred < other)
+            by_position[(min(preferred, other), max(preferred, other))].append(preferred < other)
             for name, value in signals.items():
                 orderings[name].append(float(np.sign(value[preferred] - value[other])))
     n = sum(len(v) for v in by_position.values())
-    out = {"pairs": n,
+    out: dict = {"pairs": n,
            "earlier_wins": {f"{a} vs {b}": float(np.mean(by_position[(a, b)])) for a, b in PAIRS if by_position[(a, b)]},
            "earlier_wins_all": float(np.mean([x for v in by_position.values() for x in v])) if n else None,
            "orderings": {}}

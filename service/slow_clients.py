@@ -21,6 +21,7 @@ state (`cycle`, `transport`, `loop`); tests/service/test_hardening.py drives it 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 log = logging.getLogger("fgrm.http")
 _PATCHED: dict[type, float] = {}
@@ -52,7 +53,7 @@ def _expire(proto) -> None:
     transport.close()
 
 
-def _patch(cls: type, seconds: float) -> None:
+def _patch(cls: Any, seconds: float) -> None:
     made, received, lost = cls.connection_made, cls.data_received, cls.connection_lost
 
     def connection_made(self, transport):
@@ -79,7 +80,7 @@ def time_out_slow_headers(seconds: float) -> None:
     """Patch every uvicorn HTTP/1.1 protocol class available in this process (idempotent)."""
     if seconds <= 0:
         return
-    classes = []
+    classes: list[Any] = []
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     classes.append(H11Protocol)

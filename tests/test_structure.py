@@ -18,13 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = {"models": REPO / "models", "service": REPO / "service", "benchmarks": REPO / "benchmarks",
          "fgrm_client": REPO / "clients" / "fgrm_client"}
-# Two known edges in files another change owns now (models/train.py, models/evaluate.py):
-# - evaluate.py still calls models.checkpoint.load, a shim over models.runtime.load; the shim
-#   goes (and this entry with it) when evaluate.py calls models.runtime.load itself;
-# - train.main dispatches `--recipe finetune` to models.finetune, which uses models.evaluate,
-#   which uses models.train (train -> finetune -> evaluate -> train); it goes when the recipe
-#   dispatch leaves train.py (e.g. to service/cli.py) or evaluate stops importing train.
-ALLOWED_EDGES = {("models.checkpoint", "models.runtime"), ("models.train", "models.finetune")}
+# No known exceptions: every import inside models/ (and between the packages) points one way.
+ALLOWED_EDGES: set[tuple[str, str]] = set()
 # Modules that may touch os.environ, and why: the one reader per package, the CLI handing the
 # environment to it, and the tooling that builds a child process's environment from its own.
 ENV_READERS = {

@@ -12,67 +12,81 @@ regression. 5-fold CV by question.
 import sys
 
 import numpy as np
-from sklearn.linear_model import Ridge, LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
-from models.data import load_records, label_response, IGNORE, passages_of
-from models.signals import content_words, SEGMENT_FEATURES
-from models.heads import roc_auc
-from models.train import build, embedding_cache_path
-recs = load_records("data/qa_feedback/dev_feedback.json")
 
-tables = build(recs, embedding_cache_path(None))
-z = np.load(embedding_cache_path(None), allow_pickle=True)
-E = dict(zip(z["keys"].tolist(), z["values"]))
-MODE = sys.argv[1] if len(sys.argv) > 1 else "feat+emb"
+from models.data import IGNORE, label_response, load_records
+from models.heads import roc_auc
+from models.signals import content_words
+from models.tables import build_with_cache, embedding_cache_path
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "feat+emb"  # feat | emb | feat+emb
 ALPHA = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
-# per record: rows of all predictions: (X_feat, X_emb, target, is_pred1_labelled, rel_y)
+recs = load_records("data/qa_feedback/dev_feedback.json")
+tables = build_with_cache(recs, embedding_cache_path(None))
+cache = np.load(embedding_cache_path(None), allow_pickle=True)
+E = dict(zip(cache["keys"].tolist(), cache["values"]))
+
+# per record, one row per sub-sentence of every prediction: (prediction, signals, embedding
+# products, share of its content words in the gold answer)
 data = []
 for r, t in zip(recs, tables):
-    gold = content_words(r["gold"]); q = E[r["question"] or " "]
+    gold = content_words(r["gold"])
+    q = E[r["question"] or " "]
     rows = []
     for k in (1, 2, 3, 4):
-        resp = r.get(f"prediction {k}") or ""
-        subs = label_response(r, resp, None).subsentences
+        subs = label_response(r, r.get(f"prediction {k}") or "", None).subsentences
         sub_x = t.seg_x[k][0]
         assert len(subs) == len(sub_x)
         for j, s in enumerate(subs):
             cw = content_words(s.text)
-            e = E[s.text]
-            rows.append((k, sub_x[j], np.r_[q * e, e], len(cw & gold) / max(1, len(cw))))
+            rows.append((k, sub_x[j], np.r_[q * E[s.text], E[s.text]], len(cw & gold) / max(1, len(cw))))
     data.append(rows)
-def mats(idx, pred1_only=False):
-    R = [row for i in idx for row in data[i] if (row[0] == 1 or not pred1_only)]
-    F = np.array([row[1] for row in R]); M = np.array([row[2] for row in R]); y = np.array([row[3] for row in R])
-    return F, M, y
-def design(F, M):
-    return {"feat": F, "emb": M, "feat+emb": np.c_[F, M]}[MODE]
+
+
+def design(idx, pred1_only=False):
+    rows = [row for i in idx for row in data[i] if row[0] == 1 or not pred1_only]
+    feats, embs = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+    x = {"feat": feats, "emb": embs, "feat+emb": np.c_[feats, embs]}[MODE]
+    return x, np.array([r[3] for r in rows])
+
+
 def fit_reg(idx):
-    F, M, y = mats(idx); X = design(F, M); sc = StandardScaler().fit(X)
-    return sc, Ridge(alpha=ALPHA).fit(sc.transform(X), y)
+    x, y = design(idx)
+    scaler = StandardScaler().fit(x)
+    return scaler, Ridge(alpha=ALPHA).fit(scaler.transform(x), y)
+
+
 def pred_reg(model, idx):
-    sc, m = model; F, M, _ = mats(idx, True); return m.predict(sc.transform(design(F, M)))
+    scaler, ridge = model
+    return ridge.predict(scaler.transform(design(idx, pred1_only=True)[0]))
+
+
+def relevance_rows(idx, p):
+    x = np.concatenate([tables[i].rel_x for i in idx])
+    y = np.concatenate([tables[i].rel_y for i in idx])
+    keep = y != IGNORE
+    return x[keep], y[keep], p[keep]
+
+
+def lr_auc(x_train, y_train, x_test, y_test):
+    scaler = StandardScaler().fit(x_train)
+    lr = LogisticRegression(max_iter=5000).fit(scaler.transform(x_train), y_train)
+    return roc_auc(lr.predict_proba(scaler.transform(x_test))[:, 1], y_test)
+
+
 aucs, aucs_base, aucs_only = [], [], []
 folds = np.array([t.fold for t in tables])
 for f in range(5):
-    tr = np.where(folds != f)[0]; te = np.where(folds == f)[0]
-    oof = {}
-    for g in set(folds[tr]) :
-        inner_tr = tr[folds[tr] != g]; inner_te = tr[folds[tr] == g]
-        p = pred_reg(fit_reg(inner_tr), inner_te)
-        oof[g] = p
-    ptr = np.concatenate([oof[g] for g in sorted(oof)])
-    order = np.concatenate([tr[folds[tr] == g] for g in sorted(oof)])
-    pte = pred_reg(fit_reg(tr), te)
-    def rel(idx, p):
-        X = np.concatenate([tables[i].rel_x for i in idx]); y = np.concatenate([tables[i].rel_y for i in idx])
-        keep = y != IGNORE
-        return X[keep], y[keep], p[keep]
-    Xtr, ytr, ptr_ = rel(order, ptr); Xte, yte, pte_ = rel(te, pte)
-    sc = StandardScaler().fit(np.c_[Xtr, ptr_])
-    lr = LogisticRegression(max_iter=5000).fit(sc.transform(np.c_[Xtr, ptr_]), ytr)
-    aucs.append(roc_auc(lr.predict_proba(sc.transform(np.c_[Xte, pte_]))[:, 1], yte))
-    sc0 = StandardScaler().fit(Xtr); lr0 = LogisticRegression(max_iter=5000).fit(sc0.transform(Xtr), ytr)
-    aucs_base.append(roc_auc(lr0.predict_proba(sc0.transform(Xte))[:, 1], yte))
-    aucs_only.append(roc_auc(-pte_, yte))
+    train, test = np.where(folds != f)[0], np.where(folds == f)[0]
+    inner = sorted(set(folds[train]))  # cross-fitted predicted overlap for the training rows
+    p_train = np.concatenate([pred_reg(fit_reg(train[folds[train] != g]), train[folds[train] == g]) for g in inner])
+    order = np.concatenate([train[folds[train] == g] for g in inner])
+    x_tr, y_tr, p_tr = relevance_rows(order, p_train)
+    x_te, y_te, p_te = relevance_rows(test, pred_reg(fit_reg(train), test))
+    aucs.append(lr_auc(np.c_[x_tr, p_tr], y_tr, np.c_[x_te, p_te], y_te))
+    aucs_base.append(lr_auc(x_tr, y_tr, x_te, y_te))
+    aucs_only.append(roc_auc(-p_te, y_te))
     print(f, round(aucs[-1], 3), round(aucs_base[-1], 3), round(aucs_only[-1], 3), flush=True)
-print(MODE, ALPHA, "stacked", np.mean(aucs), np.std(aucs), "base", np.mean(aucs_base), "gold-pred only", np.mean(aucs_only))
+print(MODE, ALPHA, "stacked", np.mean(aucs), np.std(aucs), "base", np.mean(aucs_base),
+      "gold-pred only", np.mean(aucs_only))
