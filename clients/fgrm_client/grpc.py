@@ -200,7 +200,11 @@ class GrpcCodec:
     def classify(self, exc: Exception, endpoint: str) -> Failure | None:
         if not isinstance(exc, grpc.RpcError):
             return None
-        return Failure(error_from_rpc(exc, endpoint), exc.code() in RETRY_CODES, exc.code().name)
+        error = error_from_rpc(exc, endpoint)
+        # grpc's own message-size refusal shares RESOURCE_EXHAUSTED with the service's overload;
+        # sending the same message again cannot succeed
+        retryable = exc.code() in RETRY_CODES and not isinstance(error, InvalidInput)
+        return Failure(error, retryable, exc.code().name)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -225,6 +229,10 @@ def error_from_rpc(err: grpc.RpcError, method: str, attempts: int = 1) -> FgrmEr
     if code == S.INVALID_ARGUMENT:
         return InvalidInput(message, field=md.get("fgrm-field"), **kw)
     if code == S.RESOURCE_EXHAUSTED:
+        if kind != "overloaded" and "larger than max" in message:
+            # grpc itself refused a message over the size limit (the server's max_body_bytes, or
+            # this client's): not an overload, and no retry can fix it
+            return InvalidInput(f"{message} (the request message is over the gRPC size limit)", field="request", **kw)
         return Overloaded(message, **kw)
     if code == S.UNAVAILABLE:
         return (NotReady if kind == "not_ready" else Unavailable)(message, **kw)

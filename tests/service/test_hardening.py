@@ -324,3 +324,17 @@ def test_a_body_dripped_in_slowly_is_cut_off_and_others_are_served(guarded):
         head = sock.recv(65536).decode("latin-1")  # after ~1 s: refused, not waited for
     assert ok.status_code == 200
     assert head.startswith("HTTP/1.1 408") and "x-fgrm-error: deadline_exceeded" in head
+
+
+def test_a_grpc_message_over_the_size_limit_is_invalid_input_and_not_retried(fgrm_service):
+    # grpc refuses it with RESOURCE_EXHAUSTED, the code of an overload; the client must not
+    # retry it as one (the same message can never fit) but say what happened
+    from fgrm_client import GrpcClient, InvalidInput, RetryPolicy
+
+    big = {"question": "q", "passages": ["x" * (33 * 1024 * 1024)], "response": "One sentence here."}
+    with GrpcClient(fgrm_service.grpc_target, retry=RetryPolicy(max_attempts=4, initial_backoff=0.01)) as client:
+        with pytest.raises(InvalidInput) as err:
+            client.score([big])
+        assert err.value.attempts == 1 and err.value.field == "request"
+        assert "larger than max" in str(err.value) and err.value.status == "RESOURCE_EXHAUSTED"
+        assert len(client.score([ITEM])) == 1  # the channel is fine afterwards
