@@ -12,7 +12,10 @@ On the same QA-Feedback dev responses (all 4 predictions per record, `models.dat
 (b) the real service (`fgrm serve` on free loopback ports) over HTTP and gRPC, one item per
     request, at each concurrency: items/s, p50 and p99 request latency;
 (c) a naive server (benchmarks/naive_server.py: one request at a time, batch size 1) under
-    the same client load.
+    the same client load;
+(d) a seed-style server (benchmarks/seed_style.py: the paper's way, one reward model per
+    feedback type over the packed input, three forward passes per response, batch size 1, one
+    request at a time) under the same client load.
 
 The machine is shared, and other work comes and goes within minutes, so the server settings
 run in `--rounds` passes, alternating (b) and (c) at each concurrency, with the raw forward
@@ -43,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import forward as fwd
+from benchmarks import seed_style
 from benchmarks.report import markdown_table, summarize, write_outputs
 
 log = logging.getLogger("fgrm.bench")
@@ -289,14 +293,20 @@ def run(args, service_handle=None) -> dict:
         "raw_forward": measure_raw_forward(engine, prepared, args.batch_sizes, args.repeats),
         "engine": measure_engine(engine, items),
     }
+    # the paper-style baseline (benchmarks/seed_style.py) in-process: its own reference rewards
+    seed = seed_style.build_engine(runtime)
+    results["seed_style"] = seed_style.reference(seed, items)
+    del seed
     workdir = Path(tempfile.mkdtemp(prefix="fgrm-bench-"))
     with contextlib.ExitStack() as stack:
         if service_handle is None:
             log.info("starting fgrm serve and the naive server (runtime %s)", runtime)
             service_handle = stack.enter_context(launch.start_service(workdir / "service", **server_settings(runtime)))
         naive = stack.enter_context(naive_server(runtime, workdir / "naive"))
+        seed = stack.enter_context(seed_style.seed_server(runtime, workdir / "seed",
+                                                          launch.server_env(server_settings(runtime))))
         targets = {("service", "http"): service_handle.base_url, ("service", "grpc"): service_handle.grpc_target,
-                   ("naive", "http"): naive.base_url}
+                   ("naive", "http"): naive.base_url, ("seed", "http"): seed.base_url}
         results["raw_rounds"], results["engine_rounds"], results["server_rounds"] = [], [], []
         for k in range(1, args.rounds + 1):
 
