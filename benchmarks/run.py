@@ -18,7 +18,7 @@ On the same QA-Feedback dev responses (all 4 predictions per record, `models.dat
     request at a time) under the same client load.
 
 The machine is shared, and other work comes and goes within minutes, so the server settings
-run in `--rounds` passes, alternating (b) and (c) at each concurrency, with the raw forward
+run in `--rounds` passes, alternating (b), (c) and (d) at each concurrency, with the raw forward
 (batch 1) measured again before each concurrency (and the engine one item at a time before
 the first); every setting, raw included, reports its
 least disturbed measurement (highest items/s), and every round is kept in the JSON.

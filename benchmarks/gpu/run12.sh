@@ -8,11 +8,16 @@ OUT=${OUT:-/tmp/gpu12-out}; mkdir -p "$OUT"
 want=$(cat .gpu12/python-version); have=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$want" = "$have" ] || echo "WARNING: wheels staged for Python $want, host has $have: restage with STAGE_PYTHON=$have" | tee "$OUT/warning.txt"
 # the image's torch / numpy / transformers stay; only what it lacks comes from the staged wheels
-python3 -m venv --system-site-packages /tmp/v12
-/tmp/v12/bin/pip install -q --no-index --find-links .gpu12/whl \
-  bentoml grpcio grpcio-health-checking grpcio-reflection protobuf pydantic prometheus-client httpx pysbd tqdm \
-  2>&1 | tail -5 | tee "$OUT/pip.txt"
-PY=/tmp/v12/bin/python
+PKGS="bentoml grpcio grpcio-health-checking grpcio-reflection protobuf pydantic prometheus-client httpx pysbd tqdm"
+if python3 -m venv --system-site-packages /tmp/v12 2>/dev/null; then
+  /tmp/v12/bin/pip install -q --no-index --find-links .gpu12/whl $PKGS 2>&1 | tail -5 | tee "$OUT/pip.txt"
+  PY=/tmp/v12/bin/python; SITE=
+else  # an image without ensurepip: install beside its packages; a .pth file puts them on every
+  # python3's path, the servers' included (service.launch sets their PYTHONPATH to the repository)
+  python3 -m pip install -q --no-index --find-links .gpu12/whl --target /tmp/site12 $PKGS 2>&1 | tail -5 | tee "$OUT/pip.txt"
+  echo /tmp/site12 > "$(python3 -c 'import site; print(site.getsitepackages()[0])')/fgrm-gpu12.pth"
+  PY=python3
+fi
 export PYTHONPATH=$PWD:$PWD/clients
 nvidia-smi -L | tee "$OUT/nvidia-smi.txt"
 $PY -m benchmarks.gpu.stage_encoder restore .gpu12/minilm /tmp/gpu12 | tee "$OUT/restore.json"
