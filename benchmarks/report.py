@@ -14,7 +14,7 @@ def _rows(results: dict, server: str, transport: str) -> dict[int, dict]:
 
 
 def _display_order(results: dict) -> list[dict]:
-    order = {("service", "http"): 0, ("service", "grpc"): 1, ("naive", "http"): 2}
+    order = {("service", "http"): 0, ("service", "grpc"): 1, ("naive", "http"): 2, ("seed", "http"): 3}
     return sorted(results["servers"], key=lambda r: (order[(r["server"], r["transport"])], r["concurrency"]))
 
 
@@ -35,6 +35,8 @@ def summarize(results: dict) -> dict:
     raw_single = min(singles, key=lambda r: r["batch_p50_ms"]) if singles else None
     engine_single = min([results["engine"]["single"], *results.get("engine_rounds", [])], key=lambda r: r["p50_ms"])
     reference = results["engine"].pop("mixed_totals")
+    # the seed-style server runs other models: its rewards are checked against its own in-process run
+    seed_reference = results.get("seed_style", {}).pop("mixed_totals", None)
     top = max(results["concurrencies"])
     naive = _rows(results, "naive", "http")
     summary = {"targets": TARGETS, "raw_items_per_s": raw["items_per_s"], "raw_batch_size": raw["batch_size"],
@@ -44,7 +46,7 @@ def summarize(results: dict) -> dict:
                "parity_max_abs_diff": {}}
     for row in results.get("server_rounds", results["servers"]):
         key = f"{row['server']} {row['transport']} c={row['concurrency']}"
-        diff = _parity(reference, row.pop("mixed_totals", []))
+        diff = _parity(seed_reference if row["server"] == "seed" else reference, row.pop("mixed_totals", []))
         if diff is not None:
             summary["parity_max_abs_diff"][key] = max(diff, summary["parity_max_abs_diff"].get(key, 0.0))
     for transport in TRANSPORT_NAMES:
@@ -63,6 +65,14 @@ def summarize(results: dict) -> dict:
         if "p50_overhead_ms" in t:
             t["met"]["p50_overhead_ms"] = t["p50_overhead_ms"] <= TARGETS["p50_overhead_ms"]
         summary["transports"][transport] = t
+    seed = _rows(results, "seed", "http")
+    if seed:
+        # per concurrency: service items/s ÷ seed-style items/s, both measured in this run
+        summary["ratio_service_vs_seed_style"] = {
+            f"c={c}": {tr: round(_rows(results, "service", tr)[c]["items_per_s"] / row["items_per_s"], 3)
+                       for tr in TRANSPORT_NAMES if c in _rows(results, "service", tr)}
+            for c, row in sorted(seed.items())}
+        summary["seed_style_items_per_s"] = {f"c={c}": row["items_per_s"] for c, row in sorted(seed.items())}
     return summary
 
 
@@ -87,6 +97,10 @@ def markdown_table(results: dict) -> str:
     single = max(singles, key=lambda r: r["items_per_s"])
     row(f"(a) engine in-process, one item at a time (`score_sync`), best of {len(singles)}", 1,
         single["items_per_s"], single["p50_ms"], single["p99_ms"])
+    seed = results.get("seed_style")
+    if seed:
+        row(f"(d) seed-style models in-process, one item at a time ({seed['forwards_per_item']} forward passes "
+            "per item, batch 1)", 1, seed["items_per_s"], seed["p50_ms"], seed["p99_ms"])
     rounds = results.get("raw_rounds", [])
     if rounds:
         spread = ", ".join(_f(r["items_per_s"], 2) for r in rounds)
@@ -94,7 +108,8 @@ def markdown_table(results: dict) -> str:
             "batch 1, best", max(r["items_per_s"] for r in rounds), min(r["batch_p50_ms"] for r in rounds),
             min(r["batch_p99_ms"] for r in rounds))
     for r in _display_order(results):
-        what = "(b) service" if r["server"] == "service" else "(c) naive server"
+        what = {"service": "(b) service", "naive": "(c) naive server",
+                "seed": "(d) seed-style server (3 models, 1 forward each per item)"}[r["server"]]
         err = f" ({sum(r['errors'].values())} errors)" if r["errors"] else ""
         passes = [x["items_per_s"] for x in results.get("server_rounds", []) if
                   (x["server"], x["transport"], x["concurrency"]) == (r["server"], r["transport"], r["concurrency"])]
@@ -120,6 +135,9 @@ def markdown_table(results: dict) -> str:
               "vs_raw", f"≥ {TARGETS['vs_raw']}")
     ratio_row(f"service items/s at c={c} ÷ naive at c={c} ({_f(s['naive_items_per_s'], 2)} items/s)",
               "vs_naive", f"≥ {TARGETS['vs_naive']:g}")
+    for c, ratios in s.get("ratio_service_vs_seed_style", {}).items():
+        lines.append(f"| service items/s at {c} ÷ seed-style at {c} ({_f(s['seed_style_items_per_s'][c], 2)} items/s) | "
+                     + " | ".join(_f(ratios.get(t), 2) for t in transports) + " | – | – |")
     ratio_row(f"p50 at c=1 − best raw forward p50 at batch 1 ({_f(s['raw_batch1_p50_ms'])} ms), in ms",
               "p50_overhead_ms", f"≤ {TARGETS['p50_overhead_ms']:g}", 1)
     ratio_row(f"p50 at c=1 − best engine one-at-a-time p50 ({_f(s['engine_single_p50_ms'])} ms), in ms: "
@@ -134,7 +152,8 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    palette = {("service", "http"): "#1f77b4", ("service", "grpc"): "#2ca02c", ("naive", "http"): "#d62728"}
+    palette = {("service", "http"): "#1f77b4", ("service", "grpc"): "#2ca02c", ("naive", "http"): "#d62728",
+               ("seed", "http"): "#9467bd"}
     lat = _display_order(results)
     names = [f"{r['server']} {TRANSPORT_NAMES[r['transport']]} c={r['concurrency']}" for r in lat]
     e = results["engine"]

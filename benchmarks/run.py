@@ -12,10 +12,13 @@ On the same QA-Feedback dev responses (all 4 predictions per record, `models.dat
 (b) the real service (`fgrm serve` on free loopback ports) over HTTP and gRPC, one item per
     request, at each concurrency: items/s, p50 and p99 request latency;
 (c) a naive server (benchmarks/naive_server.py: one request at a time, batch size 1) under
-    the same client load.
+    the same client load;
+(d) a seed-style server (benchmarks/seed_style.py: the paper's way, one reward model per
+    feedback type over the packed input, three forward passes per response, batch size 1, one
+    request at a time) under the same client load.
 
 The machine is shared, and other work comes and goes within minutes, so the server settings
-run in `--rounds` passes, alternating (b) and (c) at each concurrency, with the raw forward
+run in `--rounds` passes, alternating (b), (c) and (d) at each concurrency, with the raw forward
 (batch 1) measured again before each concurrency (and the engine one item at a time before
 the first); every setting, raw included, reports its
 least disturbed measurement (highest items/s), and every round is kept in the JSON.
@@ -43,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import forward as fwd
+from benchmarks import seed_style
 from benchmarks.report import markdown_table, summarize, write_outputs
 
 log = logging.getLogger("fgrm.bench")
@@ -222,6 +226,22 @@ def load_servers(targets: dict, items: list[dict], concurrencies: list[int], bef
 
 
 # ----------------------------------------------------------------------------- servers
+def seed_reference(engine, items: list[dict]) -> dict:
+    """The seed-style engine in-process, one item at a time: its latency without a transport,
+    and the mixed totals the seed-style server must return."""
+    domain = [_domain(w) for w in items]
+    engine.score_sync(domain[:1])  # warm-up
+    latencies, totals = [], []
+    t0 = time.perf_counter()
+    for item in domain:
+        t = time.perf_counter()
+        [r] = engine.score_sync([item])
+        latencies.append(time.perf_counter() - t)
+        totals.append(r.mixed.total)
+    return {**_latency_stats(latencies, len(items), time.perf_counter() - t0), "mixed_totals": totals,
+            "forwards_per_item": len(engine.scorers), "checkpoint": str(seed_style.SEED_CHECKPOINT.relative_to(seed_style.REPO))}
+
+
 def server_settings(engine_settings, runtime: str) -> dict[str, str]:
     """The settings the in-process engine ran with (what this process's FGRM_* variables set,
     i.e. every field that differs from the default), so the servers run the same, with the
@@ -295,6 +315,10 @@ def run(args, service_handle=None) -> dict:
         "raw_forward": measure_raw_forward(engine, prepared, args.batch_sizes, args.repeats),
         "engine": measure_engine(engine, items),
     }
+    # the paper-style baseline (benchmarks/seed_style.py) in-process: its own reference rewards
+    seed = seed_style.build_engine(runtime)
+    results["seed_style"] = seed_reference(seed, items)
+    del seed
     workdir = Path(tempfile.mkdtemp(prefix="fgrm-bench-"))
     settings = server_settings(engine.settings, runtime)
     with contextlib.ExitStack() as stack:
@@ -302,8 +326,10 @@ def run(args, service_handle=None) -> dict:
             log.info("starting fgrm serve and the naive server (runtime %s)", runtime)
             service_handle = stack.enter_context(launch.start_service(workdir / "service", **settings))
         naive = stack.enter_context(naive_server(settings, workdir / "naive"))
+        seed = stack.enter_context(seed_style.seed_server(settings["runtime"], workdir / "seed",
+                                                          launch.server_env(settings)))
         targets = {("service", "http"): service_handle.base_url, ("service", "grpc"): service_handle.grpc_target,
-                   ("naive", "http"): naive.base_url}
+                   ("naive", "http"): naive.base_url, ("seed", "http"): seed.base_url}
         results["raw_rounds"], results["engine_rounds"], results["server_rounds"] = [], [], []
         for k in range(1, args.rounds + 1):
 

@@ -110,6 +110,12 @@ class OnnxBackend:
         opts.intra_op_num_threads = options.ort_threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1  # one sequential graph; parallelism is inside the MatMuls
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle intra-op threads sleep instead of spinning: the service's event loop, prepare thread
+        # and gRPC threads share the cores, and spinning threads starved them (2 shared cores:
+        # 1.4-2x the items/s, benchmarks/results/cpu-configs-spinning.json). The price: many tiny
+        # kernels split over threads (int8, one row per pass) slow down, so serve int8 with one
+        # thread per session (BENCHMARKS.md, "Issue 12")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=_providers())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         self.provider = self.session.get_providers()[0]

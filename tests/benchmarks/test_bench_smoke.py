@@ -23,10 +23,11 @@ def test_benchmark_pieces_and_outputs(fgrm_service, tmp_path):
     assert engine["single"]["items_per_s"] > 0 and engine["single"]["p50_ms"] > 0
 
     assert [(r["round"], r["concurrency"]) for r in results["raw_rounds"]] == [(1, 1), (1, 2)]
-    assert len(results["engine_rounds"]) == 1 and len(results["server_rounds"]) == 6
+    assert len(results["engine_rounds"]) == 1 and len(results["server_rounds"]) == 8
     settings = {(r["server"], r["transport"], r["concurrency"]) for r in results["servers"]}
-    assert settings == {(s, t, c) for s, t in (("service", "http"), ("service", "grpc"), ("naive", "http"))
-                        for c in (1, 2)}
+    assert settings == {(s, t, c) for s, t in (("service", "http"), ("service", "grpc"), ("naive", "http"),
+                                               ("seed", "http")) for c in (1, 2)}
+    assert results["seed_style"]["forwards_per_item"] == 3 and results["seed_style"]["p50_ms"] > 0
     for r in results["servers"]:
         assert r["errors"] == {} and r["requests"] == 2, r
         assert r["items_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0, r
@@ -37,13 +38,19 @@ def test_benchmark_pieces_and_outputs(fgrm_service, tmp_path):
         t = summary["transports"][transport]
         assert t["vs_raw"] > 0 and t["vs_naive"] > 0 and "p50_overhead_ms" in t
         assert set(t["met"]) == {"vs_raw", "vs_naive", "p50_overhead_ms"}
-    # every setting scored every item; the rewards are the in-process engine's
-    assert len(summary["parity_max_abs_diff"]) == 6
+    # every setting scored every item; the rewards are the in-process engine's (the seed-style
+    # server's: its own models' in-process)
+    assert len(summary["parity_max_abs_diff"]) == 8
     assert all(d is not None and d >= 0 for d in summary["parity_max_abs_diff"].values())
+    # batch 1 on both sides: the seed-style server's rewards are its in-process models' exactly
+    assert all(d < 1e-9 for k, d in summary["parity_max_abs_diff"].items() if k.startswith("seed")), summary
+    ratios = summary["ratio_service_vs_seed_style"]
+    assert set(ratios) == {"c=1", "c=2"} and all(v > 0 for r in ratios.values() for v in r.values())
 
     json_path, png_path = bench.write_outputs(results, tmp_path)
     assert json.loads(json_path.read_text())["name"] == "smoke"
     assert png_path.stat().st_size > 10_000
     table = bench.markdown_table(results)
     assert "| (b) service gRPC | 2 |" in table and "| (c) naive server HTTP | 1 |" in table
+    assert "(d) seed-style server" in table and "÷ seed-style at c=2" in table
     assert "≥ 0.9" in table and "≤ 3" in table
