@@ -100,13 +100,6 @@ class Settings:
     model is idle. 0: start at once; requests that arrive during a forward pass join the next
     batch anyway (env FGRM_BATCH_WAIT_MS)."""
 
-    compute_niceness: int = 10
-    """Linux: niceness (0-19) of the threads that compute (forward passes, the runtime's
-    intra-op threads, item preparation); the event loop keeps 0, so at saturation refusals,
-    probes and metrics still answer within milliseconds while the forward pass gets every idle
-    cycle (service/priority.py; RELIABILITY.md has the measurement). 0 leaves every thread as
-    it is (env FGRM_COMPUTE_NICENESS)."""
-
     max_queue_items: int = 512
     """Items admitted (queued or being scored) at once; beyond it requests are refused with
     Overloaded immediately (env FGRM_MAX_QUEUE_ITEMS)."""
@@ -225,8 +218,6 @@ class Settings:
             raise ValueError(f"FGRM_TORCH_DTYPE must be one of {TORCH_DTYPES}, got {self.torch_dtype!r}")
         if not 0 <= self.grpc_port < 65536 or not 0 <= self.http_port < 65536:
             raise ValueError("ports must be in 0..65535")
-        if not 0 <= self.compute_niceness <= 19:
-            raise ValueError(f"FGRM_COMPUTE_NICENESS must be in 0..19, got {self.compute_niceness}")
 
 
 def default_state_dir(environ) -> Path:

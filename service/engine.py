@@ -25,7 +25,6 @@ from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixRes
 from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, quote
 from service.metrics import EngineMetrics
 from service.mixing import MAX_REWARD, check_offsets, mix, token_rewards
-from service.priority import lower_current_thread, lowering_new_threads
 from service.profiles import build_profiles
 from service.scorers import Outputs, Prepared, Scorer, Segments
 
@@ -90,12 +89,8 @@ class ScoringEngine:
                         for s in self.scorers]
         # forward passes on one thread (they use every core themselves); segmentation and
         # tokenisation on another, so preparing the next requests overlaps the current forward
-        # (both below the event loop's CPU priority: service/priority.py)
-        nice = (self.settings.compute_niceness,)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-forward",
-                                            initializer=lower_current_thread, initargs=nice)
-        self._prep_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-prepare",
-                                                 initializer=lower_current_thread, initargs=nice)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-forward")
+        self._prep_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgrm-prepare")
         self._batchers: list[Batcher] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admitted = 0
@@ -111,9 +106,8 @@ class ScoringEngine:
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        with lowering_new_threads(settings.compute_niceness, "model load"):
-            return build_scorers(load_feedback_types(settings.feedback_types), settings.runtime,
-                                 settings.runtime_options())
+        return build_scorers(load_feedback_types(settings.feedback_types), settings.runtime,
+                             settings.runtime_options())
 
     # ------------------------------------------------------------------ descriptions
     def feedback_types(self) -> list[FeedbackTypeInfo]:
