@@ -56,22 +56,30 @@ def make_app(engine) -> Starlette:
     return Starlette(routes=[Route("/v1/score", score, methods=["POST"]), Route("/readyz", ready)])
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(argv: list[str] | None, build_engine, what: str, description: str) -> int:
+    """Parse --host/--port/--runtime, build the engine before the port opens, serve `make_app`
+    (shared by this server and benchmarks.seed_style)."""
     import uvicorn
 
-    from service.config import Settings
-    from service.engine import ScoringEngine
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--runtime", default="auto", help="auto | torch | onnx | onnx-int8")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = ScoringEngine(Settings.from_env(runtime=args.runtime))  # loaded before the port opens
-    log.info("naive server: %s on %s", engine.scorers[0].backend.name, engine.scorers[0].backend.provider)
+    engine = build_engine(args.runtime)
+    backend = engine.scorers[0].backend
+    log.info("%s: %d model(s), %s on %s", what, len(engine.scorers), backend.name, backend.provider)
     uvicorn.run(make_app(engine), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from service.config import Settings
+    from service.engine import ScoringEngine
+
+    return serve(argv, lambda runtime: ScoringEngine(Settings.from_env(runtime=runtime)), "naive server",
+                 __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

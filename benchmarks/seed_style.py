@@ -21,7 +21,6 @@ against the same three models run in-process (`reference`), not against the serv
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -62,21 +61,9 @@ def seed_server(runtime: str, workdir: Path, env: dict[str, str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvicorn
+    from benchmarks.naive_server import serve
 
-    from benchmarks.naive_server import make_app
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--runtime", default="auto", help="auto | torch | onnx | onnx-int8")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = build_engine(args.runtime)  # loaded before the port opens
-    log.info("seed-style server: %d models (%s on %s)", len(engine.scorers), engine.scorers[0].backend.name,
-             engine.scorers[0].backend.provider)
-    uvicorn.run(make_app(engine), host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    return serve(argv, build_engine, "seed-style server", __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":
