@@ -99,6 +99,11 @@ class Attempts:
         return 0.0 if failure.immediate else self._policy.honour(delay, failure.retry_after)
 
 
+def weight_map(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """Mixing weights as both wire formats carry them: names to floats (None: no overrides)."""
+    return {str(k): float(v) for k, v in (weights or {}).items()}
+
+
 def check_count(results: Iterable[T], n: int, endpoint: str) -> list[T]:
     """One answer per item sent, or a ProtocolError."""
     out = list(results)

@@ -26,7 +26,7 @@ import grpc
 from grpc import aio
 
 from . import _proto
-from ._core import Call, Failure, check_count
+from ._core import Call, Failure, check_count, weight_map
 from ._drivers import AsyncClient, SyncClient, _Driver
 from ._retry import RetryPolicy
 from .errors import (
@@ -179,7 +179,7 @@ class GrpcCodec:
               profile: str | None) -> Call[list[ItemResult]]:
         pb = self.pb
         req = pb.ScoreRequest(items=[_item_msg(pb, it) for it in items],
-                              weights={str(k): float(v) for k, v in (weights or {}).items()}, profile=profile or "")
+                              weights=weight_map(weights), profile=profile or "")
         return self._call("Score", req, lambda resp: check_count(map(_item_result, resp.results), len(items),
                                                                  _method("Score")))
 
@@ -187,7 +187,7 @@ class GrpcCodec:
             profile: str | None) -> Call[list[ItemResult]]:
         pb = self.pb
         req = pb.MixRequest(items=[_mix_item_msg(pb, it) for it in items],
-                            weights={str(k): float(v) for k, v in (weights or {}).items()}, profile=profile or "")
+                            weights=weight_map(weights), profile=profile or "")
         return self._call("Mix", req, lambda resp: check_count(map(_mix_result, resp.results), len(items),
                                                                _method("Mix")))
 

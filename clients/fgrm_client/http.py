@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import httpx
 
-from ._core import Call, Failure, check_count
+from ._core import Call, Failure, check_count, weight_map
 from ._drivers import AsyncClient, SyncClient, _Driver
 from ._retry import RetryPolicy
 from .errors import (
@@ -82,10 +82,6 @@ def _checked(response: httpx.Response) -> httpx.Response:
 
 
 # ----------------------------------------------------------------------------- codec
-
-
-def _weights(weights: Mapping[str, float] | None) -> dict[str, float]:
-    return {str(k): float(v) for k, v in (weights or {}).items()}
 
 
 def _mix_json(it: MixItem) -> dict[str, Any]:
@@ -160,14 +156,14 @@ class HttpCodec:
               profile: str | None) -> Call[list[ItemResult]]:
         body: dict[str, Any] = {"items": [it.to_json() for it in items]}
         if weights is not None:
-            body["weights"] = _weights(weights)
+            body["weights"] = weight_map(weights)
         if profile is not None:
             body["profile"] = profile
         return self._call("POST", SCORE_PATH, body, _results(len(items), self.base_url + SCORE_PATH))
 
     def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,
             profile: str | None) -> Call[list[ItemResult]]:
-        body: dict[str, Any] = {"items": [_mix_json(it) for it in items], "weights": _weights(weights)}
+        body: dict[str, Any] = {"items": [_mix_json(it) for it in items], "weights": weight_map(weights)}
         if profile is not None:
             body["profile"] = profile
         return self._call("POST", MIX_PATH, body, _results(len(items), self.base_url + MIX_PATH, fill_types=True))
