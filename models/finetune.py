@@ -18,7 +18,9 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,26 +92,37 @@ def _features(records, encoder, seg_heads, use_corrected):
     return feats
 
 
-def train(args) -> dict:
+def _split_heads(spec: str) -> tuple[list[str], list[str]]:
+    heads = [h.strip() for h in spec.split(",") if h.strip()]
+    return [h for h in heads if h in ALL_SEGMENT_HEADS], [h for h in heads if h in ALL_SEQUENCE_HEADS]
+
+
+@dataclass
+class _Run:
+    """What every step needs: the network on its device, the encoder that feeds it, the heads."""
+
+    net: Any
+    encoder: Any
+    seg_heads: list[str]
+    seq_heads: list[str]
+    device: Any
+
+    def forward_np(self, ids, mask):
+        """The runtime-style forward that models.evaluate and score_responses call."""
+        import torch
+
+        with torch.inference_mode():
+            seg, seq = self.net(torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device))
+        return {"segment_logits": seg.float().cpu().numpy(), "sequence_scores": seq.float().cpu().numpy()}
+
+
+def _build(args, backbone: str, seg_heads, seq_heads, device):
+    """Tokenizer with the marker token, the encoder and the network; returns (tok, run, max_len)."""
     import torch
-    from torch import nn
-    from tqdm import tqdm
     from transformers import AutoModel, AutoTokenizer
 
-    from models import checkpoint as ckpt
-    from models.data import IGNORE, load_records, split_records
-    from models.encoding import MARKER_TOKEN, Encoder, pad_batch
-    from models.evaluate import evaluate
+    from models.encoding import MARKER_TOKEN, Encoder
     from models.network import RewardNetwork
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    seg_heads = [h for h in heads if h in ALL_SEGMENT_HEADS]
-    seq_heads = [h for h in heads if h in ALL_SEQUENCE_HEADS]
-    backbone = args.backbone or default_backbone()
 
     tok = AutoTokenizer.from_pretrained(backbone)
     tok.add_special_tokens({"additional_special_tokens": [MARKER_TOKEN]})
@@ -118,87 +131,123 @@ def train(args) -> dict:
     model = AutoModel.from_pretrained(backbone, dtype=torch.float32)
     model.resize_token_embeddings(len(tok))
     net = RewardNetwork(model, seg_heads, seq_heads).to(device)
+    return tok, _Run(net, encoder, seg_heads, seq_heads, device), max_len
+
+
+def _select_records(args) -> tuple[list[dict], list[dict]]:
+    """(train, dev) records as --split, --val-fold and --limit ask."""
+    from models.data import fold_of, load_records, split_records
 
     records = load_records(args.data)
     train_recs, dev_recs = split_records(records)
     if args.split == "all":
         train_recs = records
     if args.val_fold:
-        from models.data import fold_of
-
         dev_recs = [r for r in train_recs if fold_of(r["question"]) == args.val_fold]
         train_recs = [r for r in train_recs if fold_of(r["question"]) != args.val_fold]
     if args.limit:
         train_recs, dev_recs = train_recs[: args.limit], dev_recs[: max(2, args.limit // 4)]
-    t0 = time.time()
-    feats = _features(train_recs, encoder, seg_heads, bool(args.corrected))
-    print(f"features: {len(feats)} records, {sum(len(f[0]) for f in feats)} sequences in {time.time() - t0:.1f}s",
-          file=sys.stderr)
+    return train_recs, dev_recs
+
+
+def _optimiser(net, args, n_records: int):
+    """AdamW with its own rate for the heads; linear warm-up over 10% of the steps, then linear decay."""
+    import torch
 
     enc_params = [p for n, p in net.named_parameters() if n.startswith("encoder.")]
     head_params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
     opt = torch.optim.AdamW([{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": args.head_lr}],
                             weight_decay=0.01)
-    steps_per_epoch = (len(feats) + args.records_per_step - 1) // args.records_per_step
+    steps_per_epoch = (n_records + args.records_per_step - 1) // args.records_per_step
     total = max(1, steps_per_epoch * args.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, int(0.1 * total))) * max(0.0, (total - s) / total))
-    fact_w = torch.tensor([1.0, args.factuality_pos_weight], device=device)
-    ce = {h: nn.CrossEntropyLoss(ignore_index=IGNORE, weight=(fact_w if h == "factuality" else None)) for h in seg_heads}
+    return opt, sched
+
+
+def _collate(feats, record_indices):
+    """One step's sequences, their labels, and the preference pairs re-indexed into the batch."""
+    seqs, seg_lab, pairs = [], [], []
+    for ri in record_indices:
+        f_seqs, f_labels, f_pairs = feats[ri]
+        base = len(seqs)
+        seqs.extend(f_seqs)
+        seg_lab.extend(f_labels)
+        pairs.extend((base + i, base + j) for i, j in f_pairs)
+    return seqs, seg_lab, pairs
+
+
+def _batch_loss(run: _Run, batch, ce, pref_weight: float):
+    """Cross-entropy on every labelled marker of each segment head, plus the preference loss."""
+    import torch
+
+    from models.data import IGNORE
+    from models.encoding import pad_batch
+
+    seqs, seg_lab, pairs = batch
+    ids, mask = pad_batch([s.input_ids for s in seqs], run.encoder.pad_id)
+    seg, seq = run.net(torch.from_numpy(ids).to(run.device), torch.from_numpy(mask).to(run.device))
+    loss = torch.zeros((), device=run.device)
+    for k, h in enumerate(run.seg_heads):
+        lab = torch.full(ids.shape, IGNORE, dtype=torch.long)
+        for row, (enc, labels) in enumerate(zip(seqs, seg_lab)):
+            for pos, y in zip(enc.marker_positions, labels[h]):
+                lab[row, pos] = y
+        if (lab != IGNORE).any():
+            loss = loss + ce[h](seg[:, :, k].reshape(-1, 2), lab.view(-1).to(run.device))
+    if run.seq_heads and pairs:
+        s = seq[:, run.seq_heads.index("completeness")] if "completeness" in run.seq_heads else seq[:, 0]
+        a = torch.tensor([p[0] for p in pairs], device=run.device)
+        c = torch.tensor([p[1] for p in pairs], device=run.device)
+        loss = loss + pref_weight * -torch.nn.functional.logsigmoid(s[a] - s[c]).mean()
+    return loss
+
+
+def _train_epoch(run: _Run, args, feats, order, opt, sched, ce, desc: str) -> list[float]:
+    """One pass over the records in `order`; returns the loss of every step."""
+    import torch
+    from tqdm import tqdm
+
+    run.net.train()
+    bar = tqdm(range(0, len(order), args.records_per_step), desc=desc, file=sys.stderr, mininterval=5)
+    losses: list[float] = []
+    for b in bar:
+        loss = _batch_loss(run, _collate(feats, order[b:b + args.records_per_step]), ce, args.pref_weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    return losses
+
+
+def _fit(run: _Run, args, feats, dev_recs, meta: dict, t0: float) -> list[dict]:
+    """All epochs, each evaluated on the dev records and written to the JSON-lines log; returns the log rows."""
+    import torch
+    from torch import nn
+
+    from models.data import IGNORE
+    from models.evaluate import evaluate
+
+    opt, sched = _optimiser(run.net, args, len(feats))
+    fact_w = torch.tensor([1.0, args.factuality_pos_weight], device=run.device)
+    ce = {h: nn.CrossEntropyLoss(ignore_index=IGNORE, weight=(fact_w if h == "factuality" else None))
+          for h in run.seg_heads}
     log_path = Path(args.log or (Path(args.out) / "train_log.jsonl"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     history = []
-
-    def forward_np(ids, mask):
-        with torch.inference_mode():
-            seg, seq = net(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-        return {"segment_logits": seg.float().cpu().numpy(), "sequence_scores": seq.float().cpu().numpy()}
-
-    meta = {"segment_heads": seg_heads, "sequence_heads": seq_heads, "marker_token": MARKER_TOKEN,
-            "max_length": max_len, "use_passages": not args.no_passages}
     rng = random.Random(args.seed)
     step = 0
     with log_path.open("w") as log:
         for epoch in range(args.epochs):
-            net.train()
             order = list(range(len(feats)))
             rng.shuffle(order)
-            bar = tqdm(range(0, len(order), args.records_per_step), desc=f"epoch {epoch + 1}/{args.epochs}",
-                       file=sys.stderr, mininterval=5)
-            losses = []
-            for b in bar:
-                seqs, seg_lab, pairs = [], [], []
-                for ri in order[b:b + args.records_per_step]:
-                    f_seqs, f_labels, f_pairs = feats[ri]
-                    base = len(seqs)
-                    seqs.extend(f_seqs)
-                    seg_lab.extend(f_labels)
-                    pairs.extend((base + i, base + j) for i, j in f_pairs)
-                ids, mask = pad_batch([s.input_ids for s in seqs], encoder.pad_id)
-                seg, seq = net(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-                loss = torch.zeros((), device=device)
-                for k, h in enumerate(seg_heads):
-                    lab = torch.full(ids.shape, IGNORE, dtype=torch.long)
-                    for row, (enc, labels) in enumerate(zip(seqs, seg_lab)):
-                        for pos, y in zip(enc.marker_positions, labels[h]):
-                            lab[row, pos] = y
-                    if (lab != IGNORE).any():
-                        loss = loss + ce[h](seg[:, :, k].reshape(-1, 2), lab.view(-1).to(device))
-                if seq_heads and pairs:
-                    s = seq[:, seq_heads.index("completeness")] if "completeness" in seq_heads else seq[:, 0]
-                    a = torch.tensor([p[0] for p in pairs], device=device)
-                    c = torch.tensor([p[1] for p in pairs], device=device)
-                    loss = loss + args.pref_weight * -torch.nn.functional.logsigmoid(s[a] - s[c]).mean()
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                step += 1
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            net.eval()
-            dev = evaluate(dev_recs, forward_np, encoder, meta) if dev_recs else {}
+            losses = _train_epoch(run, args, feats, order, opt, sched, ce, f"epoch {epoch + 1}/{args.epochs}")
+            step += len(losses)
+            run.net.eval()
+            dev = evaluate(dev_recs, run.forward_np, run.encoder, meta) if dev_recs else {}
             row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
                    "elapsed_s": round(time.time() - t0, 1), "dev": dev}
             history.append(row)
@@ -206,26 +255,56 @@ def train(args) -> dict:
             log.flush()
             print(json.dumps({k: v for k, v in row.items() if k != "dev"}) + " dev " + json.dumps(_short(dev)),
                   file=sys.stderr)
+    return history
 
-    net.eval()
-    if seq_heads:  # normalisation statistics of the preference score on all training responses
-        from models.data import label_response, passages_of
-        from models.evaluate import score_responses
 
-        items = []
-        for r in train_recs:
-            for k in (1, 2, 3, 4):
-                resp = r.get(f"prediction {k}") or ""
-                items.append((r["question"], passages_of(r), resp, label_response(r, resp, None).subsentences))
-        out = score_responses(forward_np, encoder, items, seg_heads, seq_heads)
-        vals = np.array([o[1]["completeness"] for o in out if o is not None])
-        meta["norm"] = {"completeness": {"mean": float(vals.mean()), "std": float(vals.std() + 1e-6)}}
+def _completeness_norm(run: _Run, train_recs) -> dict:
+    """Normalisation statistics of the preference score on all training responses."""
+    from models.data import label_response, passages_of
+    from models.evaluate import score_responses
+
+    items = []
+    for r in train_recs:
+        for k in (1, 2, 3, 4):
+            resp = r.get(f"prediction {k}") or ""
+            items.append((r["question"], passages_of(r), resp, label_response(r, resp, None).subsentences))
+    out = score_responses(run.forward_np, run.encoder, items, run.seg_heads, run.seq_heads)
+    vals = np.array([o[1]["completeness"] for o in out if o is not None])
+    return {"completeness": {"mean": float(vals.mean()), "std": float(vals.std() + 1e-6)}}
+
+
+def train(args) -> dict:
+    import torch
+
+    from models import checkpoint as ckpt
+    from models.encoding import MARKER_TOKEN
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    seg_heads, seq_heads = _split_heads(args.heads)
+    backbone = args.backbone or default_backbone()
+    tok, run, max_len = _build(args, backbone, seg_heads, seq_heads, device)
+
+    train_recs, dev_recs = _select_records(args)
+    t0 = time.time()
+    feats = _features(train_recs, run.encoder, seg_heads, bool(args.corrected))
+    print(f"features: {len(feats)} records, {sum(len(f[0]) for f in feats)} sequences in {time.time() - t0:.1f}s",
+          file=sys.stderr)
+
+    meta = {"segment_heads": seg_heads, "sequence_heads": seq_heads, "marker_token": MARKER_TOKEN,
+            "max_length": max_len, "use_passages": not args.no_passages}
+    history = _fit(run, args, feats, dev_recs, meta, t0)
+    run.net.eval()
+    if seq_heads:
+        meta["norm"] = _completeness_norm(run, train_recs)
     meta["training"] = {k: v for k, v in vars(args).items() if k not in ("log",)}
     meta["training"]["backbone"] = backbone
     meta["training"]["wall_time_s"] = round(time.time() - t0, 1)
     meta["training"]["device"] = str(device)
     meta["dev_metrics"] = history[-1]["dev"] if history else {}
-    ckpt.save_network(net.float().cpu(), tok, args.out, meta, fp16=not args.fp32)
+    ckpt.save_network(run.net.float().cpu(), tok, args.out, meta, fp16=not args.fp32)
     return {"out": args.out, "history": history}
 
 
