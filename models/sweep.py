@@ -43,7 +43,12 @@ def _run(cmd: list[str], log: Path) -> int:
         return subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
 
 
-def main(argv: list[str] | None = None) -> int:
+METRICS = (("relevance", "accuracy"), ("relevance", "error_f1"), ("factuality", "accuracy"),
+           ("factuality", "error_f1"), ("factuality_all", "accuracy"), ("factuality_all", "error_f1"),
+           ("completeness", "pairwise_accuracy"))
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m models.sweep", description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True, help="folder for the runs' logs and checkpoints")
     ap.add_argument("--out", required=True, help="where the final checkpoint goes")
@@ -52,57 +57,74 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--folds", default="1,2,3,4", help="validation folds to run (subset for smoke tests)")
     ap.add_argument("--extra", default="", help="extra args for every run, e.g. '--max-length 256 --limit 20'")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def run_folds(names: list[str], folds: list[int], work: Path, epochs: int, extra: list[str], parallel: int) -> list[str]:
+    """Every (variant, validation fold) run, `parallel` at a time; returns the runs that failed."""
+    jobs = []
+    for name, fold in itertools.product(names, folds):
+        run = work / f"{name}-f{fold}"
+        cmd = [sys.executable, "-m", "models.finetune", "--epochs", str(epochs), "--val-fold", str(fold),
+               "--out", str(run / "ckpt"), "--log", str(run / "log.jsonl"), *VARIANTS[name], *extra]
+        run.mkdir(parents=True, exist_ok=True)
+        jobs.append((name, fold, run, cmd))
+    with ThreadPoolExecutor(parallel) as pool:
+        codes = list(pool.map(lambda j: _run(j[3], j[2] / "stdout.log"), jobs))
+    return [f"{j[0]}-f{j[1]}" for j, c in zip(jobs, codes) if c != 0]
+
+
+def summarise_variant(work: Path, name: str, folds: list[int], epochs: int) -> list[dict]:
+    """Per epoch, each validation metric and the composite averaged over the folds that logged it."""
+    per_epoch: list[list[dict]] = [[] for _ in range(epochs)]
+    for fold in folds:
+        log = work / f"{name}-f{fold}" / "log.jsonl"
+        if not log.is_file():
+            continue
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            per_epoch[row["epoch"] - 1].append(row["dev"])
+    summary = []
+    for e, devs in enumerate(per_epoch):
+        if not devs:
+            continue
+        agg: dict = {}
+        for head, metric in METRICS:
+            vals = [d[head][metric] for d in devs if head in d and d[head].get(metric) is not None]
+            if vals:
+                agg[f"{head}.{metric}"] = sum(vals) / len(vals)
+        comps = [c for c in (composite(d) for d in devs) if c is not None]
+        agg["composite"] = sum(comps) / len(comps) if comps else None
+        agg["folds"] = len(devs)
+        summary.append({"epoch": e + 1, **agg})
+    return summary
+
+
+def best_joint(variants: dict[str, list[dict]]) -> tuple[str, dict] | None:
+    """(variant, epoch row) of the joint variant and epoch with the best mean composite."""
+    joint = {n: s for n, s in variants.items() if n.startswith("joint") and s}
+    return max(((n, row) for n, s in joint.items() for row in s if row.get("composite") is not None),
+               key=lambda t: t[1]["composite"], default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     names = [v for v in args.variants.split(",") if v]
     extra = args.extra.split()
-    py = sys.executable
     folds = [int(f) for f in args.folds.split(",") if f]
 
-    jobs = []
-    for name, fold in itertools.product(names, folds):
-        run = work / f"{name}-f{fold}"
-        cmd = [py, "-m", "models.finetune", "--epochs", str(args.epochs), "--val-fold", str(fold),
-               "--out", str(run / "ckpt"), "--log", str(run / "log.jsonl"), *VARIANTS[name], *extra]
-        run.mkdir(parents=True, exist_ok=True)
-        jobs.append((name, fold, run, cmd))
-    with ThreadPoolExecutor(args.parallel) as pool:
-        codes = list(pool.map(lambda j: _run(j[3], j[2] / "stdout.log"), jobs))
-    results: dict = {"variants": {}, "failed": [f"{j[0]}-f{j[1]}" for j, c in zip(jobs, codes) if c != 0]}
+    failed = run_folds(names, folds, work, args.epochs, extra, args.parallel)
+    results: dict = {"variants": {}, "failed": failed}
     for name in names:
-        per_epoch: list[list[dict]] = [[] for _ in range(args.epochs)]
-        for fold in folds:
-            log = work / f"{name}-f{fold}" / "log.jsonl"
-            if not log.is_file():
-                continue
-            for line in log.read_text().splitlines():
-                row = json.loads(line)
-                per_epoch[row["epoch"] - 1].append(row["dev"])
-        summary = []
-        for e, devs in enumerate(per_epoch):
-            if not devs:
-                continue
-            agg: dict = {}
-            for head, metric in (("relevance", "accuracy"), ("relevance", "error_f1"), ("factuality", "accuracy"),
-                                 ("factuality", "error_f1"), ("factuality_all", "accuracy"),
-                                 ("factuality_all", "error_f1"), ("completeness", "pairwise_accuracy")):
-                vals = [d[head][metric] for d in devs if head in d and d[head].get(metric) is not None]
-                if vals:
-                    agg[f"{head}.{metric}"] = sum(vals) / len(vals)
-            comps = [c for c in (composite(d) for d in devs) if c is not None]
-            agg["composite"] = sum(comps) / len(comps) if comps else None
-            agg["folds"] = len(devs)
-            summary.append({"epoch": e + 1, **agg})
-        results["variants"][name] = summary
-    joint = {n: s for n, s in results["variants"].items() if n.startswith("joint") and s}
-    best = max(((n, row) for n, s in joint.items() for row in s if row.get("composite") is not None),
-               key=lambda t: t[1]["composite"], default=None)
+        results["variants"][name] = summarise_variant(work, name, folds, args.epochs)
+    best = best_joint(results["variants"])
     if best is None:
         print(json.dumps(results, indent=2))
         return 1
     results["chosen"] = {"variant": best[0], "epoch": best[1]["epoch"], "cv": best[1]}
-    cmd = [py, "-m", "models.finetune", "--epochs", str(best[1]["epoch"]), "--out", args.out,
+    cmd = [sys.executable, "-m", "models.finetune", "--epochs", str(best[1]["epoch"]), "--out", args.out,
            "--log", str(work / "final-log.jsonl"), *VARIANTS[best[0]], *extra]
     code = _run(cmd, work / "final-stdout.log")
     results["final_exit"] = code
