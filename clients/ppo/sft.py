@@ -147,40 +147,36 @@ def held_out_loss(model, data, pad_id, batch_size=32) -> float:
     return total / max(count, 1)
 
 
-def main(args: Args) -> None:
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    rng = random.Random(args.seed)
-    train, held = load_qa(args.data)
-    if args.use_predictions:
-        fb = Path(args.data) / "dev_feedback.json"
-        held_q = {x["question"] for x in held}
-        extra = [{"question": x["question"], "answer": x[f"prediction {k}"]}
-                 for x in json.loads(fb.read_text()) for k in range(1, 5)
-                 if x["question"] not in held_q and x.get(f"prediction {k}")]
-        train = train + extra
-    if args.init:
-        tok = load_tokenizer(args.init)
-        model = AutoModelForCausalLM.from_pretrained(args.init)
-    else:
-        tok = load_tokenizer(args.tokenizer or default_tokenizer_path())
-        if args.shrink_vocab:
-            texts = [prompt_text(x["question"]) + " " + x["answer"] for x in train + held]
-            tok = shrink_wordpiece(tok, texts)
-        config = GPT2Config(
-            vocab_size=len(tok), n_positions=args.max_prompt_tokens + args.max_answer_tokens + 8,
-            n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-        )
-        model = GPT2LMHeadModel(config)
-    train_enc = [encode(tok, ex, args) for ex in train]
-    held_enc = [encode(tok, ex, args) for ex in held]
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{n_params / 1e6:.2f}M parameters, {len(train_enc)} train / {len(held_enc)} held-out answers")
+def with_predictions(train: list[dict], held: list[dict], data: str) -> list[dict]:
+    """`train` plus the four model-written answers of every training question in dev_feedback.json."""
+    fb = Path(data) / "dev_feedback.json"
+    held_q = {x["question"] for x in held}
+    extra = [{"question": x["question"], "answer": x[f"prediction {k}"]}
+             for x in json.loads(fb.read_text()) for k in range(1, 5)
+             if x["question"] not in held_q and x.get(f"prediction {k}")]
+    return train + extra
 
+
+def build_policy(args: Args, examples: list[dict]):
+    """(tokenizer, model): the --init checkpoint, or a tiny GPT-2 from scratch whose vocabulary
+    (with --shrink-vocab) is cut down to the pieces the prompts and answers of `examples` use."""
+    if args.init:
+        return load_tokenizer(args.init), AutoModelForCausalLM.from_pretrained(args.init)
+    tok = load_tokenizer(args.tokenizer or default_tokenizer_path())
+    if args.shrink_vocab:
+        tok = shrink_wordpiece(tok, [prompt_text(x["question"]) + " " + x["answer"] for x in examples])
+    config = GPT2Config(
+        vocab_size=len(tok), n_positions=args.max_prompt_tokens + args.max_answer_tokens + 8,
+        n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+    return tok, GPT2LMHeadModel(config)
+
+
+def fit(model, stream, args: Args) -> tuple[int, list[dict], float]:
+    """Optimiser steps until --max-steps or --time-limit; returns (last step, curve, start time)."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    stream = batches(train_enc, args.batch_size, tok.pad_token_id, rng)
     model.train()
     # The schedule runs on the clock, not on a step count: the learning rate warms up over the
     # first 50 steps and then decays with the fraction of --time-limit spent, so a busy shared
@@ -204,6 +200,32 @@ def main(args: Args) -> None:
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
         if step % 100 == 0:
             log.append({"step": step, "loss": loss.item(), "lr": lr, "seconds": time.time() - t0})
+    return step, log, t0
+
+
+def print_sample(model, tok, ex: dict, args: Args) -> None:
+    """One sampled answer to a held-out question, to see what the policy writes."""
+    model.eval()
+    p = torch.tensor([prompt_ids(tok, ex["question"], args.max_prompt_tokens)])
+    gen = model.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=48, do_sample=True,
+                         top_k=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    print("sample:", ex["question"], "->", tok.decode(gen[0, p.shape[1]:], skip_special_tokens=True))
+
+
+def main(args: Args) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    train, held = load_qa(args.data)
+    if args.use_predictions:
+        train = with_predictions(train, held, args.data)
+    tok, model = build_policy(args, train + held)
+    train_enc = [encode(tok, ex, args) for ex in train]
+    held_enc = [encode(tok, ex, args) for ex in held]
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{n_params / 1e6:.2f}M parameters, {len(train_enc)} train / {len(held_enc)} held-out answers")
+
+    step, log, t0 = fit(model, batches(train_enc, args.batch_size, tok.pad_token_id, rng), args)
     held_loss = held_out_loss(model, held_enc, tok.pad_token_id)
     print(f"held-out answer loss {held_loss:.3f} (perplexity {math.exp(held_loss):.1f}) "
           f"after {step} steps, {time.time() - t0:.0f}s")
@@ -214,13 +236,7 @@ def main(args: Args) -> None:
     tok.save_pretrained(out)
     (out / "sft_log.json").write_text(json.dumps(
         {"args": asdict(args), "steps": step, "held_out_loss": held_loss, "curve": log}, indent=1))
-
-    model.eval()
-    ex = held[0]
-    p = torch.tensor([prompt_ids(tok, ex["question"], args.max_prompt_tokens)])
-    gen = model.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=48, do_sample=True,
-                         top_k=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    print("sample:", ex["question"], "->", tok.decode(gen[0, p.shape[1]:], skip_special_tokens=True))
+    print_sample(model, tok, held[0], args)
 
 
 if __name__ == "__main__":
