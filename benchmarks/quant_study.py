@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -144,7 +145,7 @@ def build_variants(methods: list[str], fp32: Path, work: Path, calibration_n: in
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=0, help="first N records only (default: all 400)")
     ap.add_argument("--methods", default="dynamic,fused-dynamic,static",
@@ -157,81 +158,73 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (default: every core)")
     ap.add_argument("--name", default="quant-study")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    logging.getLogger().setLevel(logging.WARNING)  # the quantiser logs every tensor at INFO on the root logger
-    log.setLevel(logging.INFO)
-    import re
+    return ap
 
-    from models import checkpoint as ckpt
-    from models.data import DATA_DIR, load_records, split_records
+
+def excluded_nodes(fp32: Path, spec: str) -> dict[str, list[str]]:
+    """--exclude-layers "METHOD=regex;...": per variant, the MatMul nodes it keeps in fp32."""
     from models.runtime import quantize as q
-    from models.runtime.onnx_backend import OnnxBackend, exported_path
-    from service.config import CPU_BATCH_TOKENS
 
-    started = time.perf_counter()
-    loaded = ckpt.load(CHECKPOINT, "onnx")
-    model, fp32_backend = loaded.encoder, loaded.backend
-    fp32 = exported_path(CHECKPOINT)
-    records = load_records(DATA_DIR / "dev_feedback.json")
-    records = records[: args.records] if args.records else records
-    plans = plans_of(model, records)
-    rows = list(dict.fromkeys(tuple(r) for _, _, p in plans for r in p.rows))
-    where = {r: j for j, r in enumerate(rows)}
-    log.info("%d records, %d responses, %d distinct rows", len(records), len(plans), len(rows))
     exclude = {}
     names = q.matmul_nodes(fp32)
-    for spec in filter(None, args.exclude_layers.split(";")):
-        m, _, pattern = spec.partition("=")
+    for part in filter(None, spec.split(";")):
+        m, _, pattern = part.partition("=")
         exclude[m] = [n for n in names if re.search(pattern, n)]
-    methods = [m for m in args.methods.split(",") if m]
-    work = Path(tempfile.mkdtemp(prefix="fgrm-quant-"))
-    paths = build_variants(methods, fp32, work, args.calibration, exclude)
-    threads = args.threads or None
+    return exclude
+
+
+def open_backends(paths: dict[str, Path], threads: int | None) -> tuple[dict, dict[str, bool]]:
+    """fp32 and every int8 variant as OnnxBackends, and whether each is batch-invariant."""
+    from models.runtime.onnx_backend import OnnxBackend
+
     backends = {"fp32": OnnxBackend(CHECKPOINT, threads=threads)}
     for m, path in paths.items():
         backends[m] = OnnxBackend(CHECKPOINT, quantized=True, model_path=path, threads=threads)
         backends[m].name = m
     invariant = {"fp32": True, **{m: m.startswith("static") for m in paths}}  # fixed scales: rows independent
+    return backends, invariant
 
+
+def measure_quality(model, plans, rows, reference, backends: dict, invariant: dict[str, bool]) -> dict[str, dict]:
+    """Agreement of every int8 variant's decisions with those of the `reference` (fp32) backend."""
+    where = {r: j for j, r in enumerate(rows)}
     t = time.perf_counter()
-    ref = decisions(model, plans, where, embed(fp32_backend, rows, model.pad_id, 64))
+    ref = decisions(model, plans, where, embed(reference, rows, model.pad_id, 64))
     log.info("fp32 embeddings in %.1f s", time.perf_counter() - t)
     quality = {}
-    for m in paths:
+    for m in backends:
+        if m == "fp32":
+            continue
         t = time.perf_counter()
         # served as the engine would serve it: batch-invariant models in batches, others row by row
         emb = embed(backends[m], rows, model.pad_id, 64 if invariant[m] else 1)
         quality[m] = agreement(ref, decisions(model, plans, where, emb), plans)
         log.info("%s: %s (%.1f s)", m, quality[m], time.perf_counter() - t)
+    return quality
 
-    _, dev = split_records(load_records(DATA_DIR / "dev_feedback.json"))
-    speed_plans = plans_of(model, dev)[: args.speed_items]
+
+def measure_speed(model, speed_plans, backends: dict, invariant: dict[str, bool], rounds: int,
+                  sizes: dict[str, Path]) -> dict[str, dict]:
+    """Items per second of every variant, best of `rounds` alternating rounds."""
+    from service.config import CPU_BATCH_TOKENS
+
     seconds: dict[str, list[float]] = {m: [] for m in backends}
     for name, b in backends.items():  # warm-up: first-run allocations out of the timing
         time_items(b, speed_plans[:2], model.pad_id, CPU_BATCH_TOKENS, not invariant[name])
-    for _ in range(args.speed_rounds):
+    for _ in range(rounds):
         for name, b in backends.items():
             seconds[name].append(time_items(b, speed_plans, model.pad_id, CPU_BATCH_TOKENS, not invariant[name]))
     n = len(speed_plans)
     speed = {m: {"items_per_s_best": round(n / min(s), 2), "items_per_s_rounds": [round(n / x, 2) for x in s],
                  "vs_fp32": round(min(seconds["fp32"]) / min(s), 3), "batch_invariant": invariant[m],
-                 "mb": round((paths[m] if m in paths else fp32).stat().st_size / 1e6, 1)}
+                 "mb": round(sizes[m].stat().st_size / 1e6, 1)}
              for m, s in seconds.items()}
     for m, s in speed.items():
         log.info("speed %s: %s", m, s)
-    from benchmarks.run import machine_info
+    return speed
 
-    results = {"name": args.name, "command": " ".join(["python -m benchmarks.quant_study", *(argv or sys.argv[1:])]),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": {**machine_info(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-               "threads": threads or os.cpu_count(), "records": len(records), "responses": len(plans),
-               "distinct_rows": len(rows), "speed_items": n, "token_budget": CPU_BATCH_TOKENS,
-               "excluded_nodes": exclude, "quality": quality, "speed": speed,
-               "wall_s": round(time.perf_counter() - started, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.name}.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
+
+def print_table(quality: dict[str, dict], speed: dict[str, dict]) -> None:
     print("| model | decisions same | relevance / factuality | completeness pairs | items/s | × fp32 |")
     print("|---|---:|---:|---:|---:|---:|")
     for m, s in speed.items():
@@ -240,6 +233,50 @@ def main(argv: list[str] | None = None) -> int:
             f"{qm['decisions_agree']:.4f}", f"{qm['relevance_agree']:.4f} / {qm['factuality_agree']:.4f}",
             f"{qm['completeness_pairs_agree']:.4f}")
         print(f"| {m} | {cells[0]} | {cells[1]} | {cells[2]} | {s['items_per_s_best']} | {s['vs_fp32']} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.WARNING)  # the quantiser logs every tensor at INFO on the root logger
+    log.setLevel(logging.INFO)
+    from models import checkpoint as ckpt
+    from models.data import DATA_DIR, load_records, split_records
+    from models.runtime.onnx_backend import exported_path
+    from service.config import CPU_BATCH_TOKENS
+
+    started = time.perf_counter()
+    loaded = ckpt.load(CHECKPOINT, "onnx")
+    model = loaded.encoder
+    fp32 = exported_path(CHECKPOINT)
+    records = load_records(DATA_DIR / "dev_feedback.json")
+    records = records[: args.records] if args.records else records
+    plans = plans_of(model, records)
+    rows = list(dict.fromkeys(tuple(r) for _, _, p in plans for r in p.rows))
+    log.info("%d records, %d responses, %d distinct rows", len(records), len(plans), len(rows))
+    exclude = excluded_nodes(fp32, args.exclude_layers)
+    methods = [m for m in args.methods.split(",") if m]
+    paths = build_variants(methods, fp32, Path(tempfile.mkdtemp(prefix="fgrm-quant-")), args.calibration, exclude)
+    threads = args.threads or None
+    backends, invariant = open_backends(paths, threads)
+    quality = measure_quality(model, plans, rows, loaded.backend, backends, invariant)
+
+    _, dev = split_records(load_records(DATA_DIR / "dev_feedback.json"))
+    speed_plans = plans_of(model, dev)[: args.speed_items]
+    speed = measure_speed(model, speed_plans, backends, invariant, args.speed_rounds, {"fp32": fp32, **paths})
+    from benchmarks.run import machine_info
+
+    results = {"name": args.name, "command": " ".join(["python -m benchmarks.quant_study", *(argv or sys.argv[1:])]),
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": {**machine_info(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+               "threads": threads or os.cpu_count(), "records": len(records), "responses": len(plans),
+               "distinct_rows": len(rows), "speed_items": len(speed_plans), "token_budget": CPU_BATCH_TOKENS,
+               "excluded_nodes": exclude, "quality": quality, "speed": speed,
+               "wall_s": round(time.perf_counter() - started, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.name}.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print_table(quality, speed)
     print(f"\nresults: {path}")
     return 0
 
