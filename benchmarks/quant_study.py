@@ -176,10 +176,12 @@ def excluded_nodes(fp32: Path, spec: str) -> dict[str, list[str]]:
 def open_backends(paths: dict[str, Path], threads: int | None) -> tuple[dict, dict[str, bool]]:
     """fp32 and every int8 variant as OnnxBackends, and whether each is batch-invariant."""
     from models.runtime.onnx_backend import OnnxBackend
+    from models.runtime.options import RuntimeOptions
 
-    backends = {"fp32": OnnxBackend(CHECKPOINT, threads=threads)}
+    options = RuntimeOptions(ort_threads=threads or 0)
+    backends = {"fp32": OnnxBackend(CHECKPOINT, options=options)}
     for m, path in paths.items():
-        backends[m] = OnnxBackend(CHECKPOINT, quantized=True, model_path=path, threads=threads)
+        backends[m] = OnnxBackend(CHECKPOINT, quantized=True, model_path=path, options=options)
         backends[m].name = m
     invariant = {"fp32": True, **{m: m.startswith("static") for m in paths}}  # fixed scales: rows independent
     return backends, invariant
@@ -240,13 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger().setLevel(logging.WARNING)  # the quantiser logs every tensor at INFO on the root logger
     log.setLevel(logging.INFO)
-    from models import checkpoint as ckpt
+    from models import runtime
     from models.data import DATA_DIR, load_records, split_records
     from models.runtime.onnx_backend import exported_path
     from service.config import CPU_BATCH_TOKENS
 
     started = time.perf_counter()
-    loaded = ckpt.load(CHECKPOINT, "onnx")
+    loaded = runtime.load(CHECKPOINT, "onnx")
     model = loaded.encoder
     fp32 = exported_path(CHECKPOINT)
     records = load_records(DATA_DIR / "dev_feedback.json")
