@@ -88,6 +88,58 @@ def requests_by_transport(base_url: str) -> dict[str, float]:
     return out
 
 
+class Load:
+    """Closed-loop callers of one-item calls over `pool`, `callers` threads per transport, each
+    result checked against `reference`; tallies what succeeded (and when), failed and differed."""
+
+    def __init__(self, pool: list[dict], reference: list, callers: int) -> None:
+        self.pool, self.reference, self.callers = pool, reference, callers
+        self.done: list[tuple[str, float]] = []  # (transport, finish time) of every successful call
+        self.failures: Counter = Counter()
+        self.mismatches: Counter = Counter()
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def _caller(self, transport: str, client, first: int) -> None:
+        k = first
+        while not self._stop.is_set():
+            i = k % len(self.pool)
+            k += self.callers
+            try:
+                (result,) = client.score([self.pool[i]])
+            except Exception as exc:  # noqa: BLE001 - a failed call is what is counted
+                with self._lock:
+                    self.failures[f"{transport}: {type(exc).__name__}: {str(exc)[:120]}"] += 1
+                continue
+            with self._lock:
+                self.done.append((transport, time.monotonic()))
+                if result != self.reference[i]:
+                    self.mismatches[transport] += 1
+                    self.worst = max(self.worst, distance(result, self.reference[i]))
+
+    def start(self, clients: dict) -> None:
+        """`callers` threads per (transport, client) of `clients`."""
+        self._threads = [threading.Thread(target=self._caller, args=(t, c, j), daemon=True)
+                         for t, c in clients.items() for j in range(self.callers)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=timeout)
+
+    def calls(self, transport: str) -> int:
+        return sum(1 for t, _ in self.done if t == transport)
+
+    def rate(self, t0: float, t1: float, transport: str | None = None) -> float:
+        """Successful calls per second that finished in [t0, t1), of one transport or all."""
+        n = sum(1 for tr, t in self.done if t0 <= t < t1 and (transport is None or tr == transport))
+        return round(n / (t1 - t0), 2)
+
+
 def run(pool: list[dict], workdir: Path, *, callers: int, seconds_before: float, seconds_after: float,
         settings: dict[str, str] | None = None) -> dict:
     from fgrm_client import GrpcClient, HttpClient, RetryPolicy
@@ -107,61 +159,29 @@ def run(pool: list[dict], workdir: Path, *, callers: int, seconds_before: float,
         grpc = stack.enter_context(GrpcClient([a.grpc_target, b.grpc_target], timeout=120, retry=retry))
         grpc.wait_until_ready(60)
 
-        done: list[tuple[str, float]] = []  # (transport, finish time) of every successful call
-        failures: Counter = Counter()
-        mismatches: Counter = Counter()
-        worst = [0.0]
-        stop = threading.Event()
-        lock = threading.Lock()
-
-        def caller(transport: str, client, first: int) -> None:
-            k = first
-            while not stop.is_set():
-                i = k % len(pool)
-                k += callers
-                try:
-                    (result,) = client.score([pool[i]])
-                except Exception as exc:  # noqa: BLE001 - a failed call is what is counted
-                    with lock:
-                        failures[f"{transport}: {type(exc).__name__}: {str(exc)[:120]}"] += 1
-                    continue
-                with lock:
-                    done.append((transport, time.monotonic()))
-                    if result != reference[i]:
-                        mismatches[transport] += 1
-                        worst[0] = max(worst[0], distance(result, reference[i]))
-
-        threads = [threading.Thread(target=caller, args=(t, c, j), daemon=True)
-                   for t, c in (("http", http), ("grpc", grpc)) for j in range(callers)]
+        load = Load(pool, reference, callers)
         start = time.monotonic()
-        for t in threads:
-            t.start()
+        load.start({"http": http, "grpc": grpc})
         time.sleep(seconds_before)
         served = {"a": requests_by_transport(a.base_url), "b": requests_by_transport(b.base_url)}
         killed_at = time.monotonic()
         kill_tree(b.process)
         b_refuses = refuses(b.base_url, b.grpc_target)
         time.sleep(seconds_after)
-        stop.set()
-        for t in threads:
-            t.join(timeout=150)
+        load.stop(timeout=150)
         end = time.monotonic()
         survivor_alive = a.process.poll() is None
-
-    def rate(t0: float, t1: float, transport: str | None = None) -> float:
-        n = sum(1 for tr, t in done if t0 <= t < t1 and (transport is None or tr == transport))
-        return round(n / (t1 - t0), 2)
 
     return {
         "callers_per_transport": callers, "pool_items": len(pool), "settings": settings,
         "seconds_before_kill": round(killed_at - start, 1), "seconds_after_kill": round(end - killed_at, 1),
         "requests_served_before_kill": served,
-        "calls": {tr: sum(1 for t, _ in done if t == tr) for tr in ("http", "grpc")},
-        "failed_calls": dict(failures), "mismatched_results": {tr: mismatches[tr] for tr in ("http", "grpc")},
-        "max_abs_difference": worst[0],
-        "items_per_s_two_replicas": rate(start, killed_at),
-        "items_per_s_survivor": rate(killed_at, end),
-        "items_per_s_survivor_by_transport": {tr: rate(killed_at, end, tr) for tr in ("http", "grpc")},
+        "calls": {tr: load.calls(tr) for tr in ("http", "grpc")},
+        "failed_calls": dict(load.failures), "mismatched_results": {tr: load.mismatches[tr] for tr in ("http", "grpc")},
+        "max_abs_difference": load.worst,
+        "items_per_s_two_replicas": load.rate(start, killed_at),
+        "items_per_s_survivor": load.rate(killed_at, end),
+        "items_per_s_survivor_by_transport": {tr: load.rate(killed_at, end, tr) for tr in ("http", "grpc")},
         "survivor_alive": survivor_alive, "killed_replica_refuses_connections": b_refuses,
     }
 
