@@ -1,4 +1,4 @@
-"""Ratios against the targets, the markdown table and the plot of one benchmark run (benchmarks/run.py)."""
+"""The best round per setting, ratios against the targets, the markdown table and the plot of one benchmark run (benchmarks/run.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def _parity(reference: list[float], totals: list) -> float | None:
     """Largest |mixed total - in-process engine's| over the items a setting scored."""
     diffs = [abs(a - b) for a, b in zip(reference, totals) if b is not None]
     return max(diffs) if diffs else None
+
+
+def best_rounds(rows: list[dict]) -> list[dict]:
+    """Per setting, the round least disturbed by other work on the machine (highest items/s)."""
+    best: dict = {}
+    for row in rows:
+        key = (row["server"], row["transport"], row["concurrency"])
+        if key not in best or row["items_per_s"] > best[key]["items_per_s"]:
+            best[key] = row
+    return list(best.values())
 
 
 def summarize(results: dict) -> dict:
@@ -82,6 +92,11 @@ def _f(x, digits: int = 1) -> str:
 
 def markdown_table(results: dict) -> str:
     """The settings table and the ratios table, as markdown."""
+    return "\n".join([*_settings_table(results), "", *_ratios_table(results["summary"])])
+
+
+def _settings_table(results: dict) -> list[str]:
+    """One row per measured setting: raw forward, in-process engine, the servers."""
     lines = ["| setting | concurrency / batch | items/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|"]
 
     def row(label: str, setting, ips, p50=None, p99=None) -> None:
@@ -117,10 +132,14 @@ def markdown_table(results: dict) -> str:
             err += f", best of {', '.join(_f(v, 2) for v in passes)} items/s"
         row(f"{what} {TRANSPORT_NAMES[r['transport']]}{err}", r["concurrency"], r["items_per_s"],
             r["p50_ms"], r["p99_ms"])
-    s = results["summary"]
+    return lines
+
+
+def _ratios_table(s: dict) -> list[str]:
+    """The run's ratios against the targets, one column per transport (`s`: the run's summary)."""
     transports = list(s["transports"])
     head = " | ".join(TRANSPORT_NAMES[t] for t in transports)
-    lines += ["", f"| ratio (this run) | {head} | target | met |", "|---|" + "---:|" * len(transports) + "---|---|"]
+    lines = [f"| ratio (this run) | {head} | target | met |", "|---|" + "---:|" * len(transports) + "---|---|"]
 
     def ratio_row(label: str, key: str, target: str, digits: int = 2):
         vals = [s["transports"][t].get(key) for t in transports]
@@ -142,7 +161,7 @@ def markdown_table(results: dict) -> str:
               "p50_overhead_ms", f"≤ {TARGETS['p50_overhead_ms']:g}", 1)
     ratio_row(f"p50 at c=1 − best engine one-at-a-time p50 ({_f(s['engine_single_p50_ms'])} ms), in ms: "
               "transport + queue only", "p50_overhead_vs_engine_ms", "–", 1)
-    return "\n".join(lines)
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:

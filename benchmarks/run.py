@@ -47,7 +47,7 @@ import numpy as np
 
 from benchmarks import forward as fwd
 from benchmarks import seed_style
-from benchmarks.report import markdown_table, summarize, write_outputs
+from benchmarks.report import best_rounds, markdown_table, summarize, write_outputs
 
 log = logging.getLogger("fgrm.bench")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -289,12 +289,44 @@ def machine_info() -> dict:
     return info
 
 
+def server_rounds(args, engine, items: list[dict], prepared: list, results: dict, service_handle=None) -> None:
+    """`--rounds` passes of client load on fgrm serve (or `service_handle`), the naive and the
+    seed-style servers; before each concurrency the raw forward again (and before the first,
+    the engine one item at a time). Appends to results' raw, engine and server rounds."""
+    from benchmarks import launch
+
+    workdir = Path(tempfile.mkdtemp(prefix="fgrm-bench-"))
+    settings = server_settings(engine.settings, results["runtime"])
+    with contextlib.ExitStack() as stack:
+        if service_handle is None:
+            log.info("starting fgrm serve and the naive server (runtime %s)", results["runtime"])
+            service_handle = stack.enter_context(launch.start_service(workdir / "service", **settings))
+        naive = stack.enter_context(naive_server(settings, workdir / "naive"))
+        seed = stack.enter_context(seed_style.seed_server(settings["runtime"], workdir / "seed",
+                                                          launch.server_env(settings)))
+        targets = {("service", "http"): service_handle.base_url, ("service", "grpc"): service_handle.grpc_target,
+                   ("naive", "http"): naive.base_url, ("seed", "http"): seed.base_url}
+        results["raw_rounds"], results["engine_rounds"], results["server_rounds"] = [], [], []
+        for k in range(1, args.rounds + 1):
+
+            def raw_again(c: int, k: int = k) -> None:
+                # the raw limit again right before each concurrency: a shared machine's load
+                # drifts over minutes, so every round has its own reference figure
+                [row] = measure_raw_forward(engine, prepared, [1], args.repeats)
+                results["raw_rounds"].append({"round": k, "concurrency": c, **row})
+                if c == min(args.concurrency):
+                    results["engine_rounds"].append({"round": k, **measure_engine_single(engine, items)})
+
+            log.info("round %d of %d", k, args.rounds)
+            for row in load_servers(targets, items, args.concurrency, raw_again):
+                results["server_rounds"].append({"round": k, **row})
+
+
 def run(args, service_handle=None) -> dict:
     """Every measurement of one benchmark run. `service_handle`: an already running service
     (tests); else `fgrm serve` is started here. It and the naive server run side by side (an
     idle one costs nothing) so that their settings can alternate."""
     from models.data import DATA_DIR
-    from benchmarks import launch
 
     data = args.data or DATA_DIR / "dev_feedback.json"
     load_before = os.getloadavg()
@@ -319,38 +351,8 @@ def run(args, service_handle=None) -> dict:
     seed = seed_style.build_engine(runtime)
     results["seed_style"] = seed_reference(seed, items)
     del seed
-    workdir = Path(tempfile.mkdtemp(prefix="fgrm-bench-"))
-    settings = server_settings(engine.settings, runtime)
-    with contextlib.ExitStack() as stack:
-        if service_handle is None:
-            log.info("starting fgrm serve and the naive server (runtime %s)", runtime)
-            service_handle = stack.enter_context(launch.start_service(workdir / "service", **settings))
-        naive = stack.enter_context(naive_server(settings, workdir / "naive"))
-        seed = stack.enter_context(seed_style.seed_server(settings["runtime"], workdir / "seed",
-                                                          launch.server_env(settings)))
-        targets = {("service", "http"): service_handle.base_url, ("service", "grpc"): service_handle.grpc_target,
-                   ("naive", "http"): naive.base_url, ("seed", "http"): seed.base_url}
-        results["raw_rounds"], results["engine_rounds"], results["server_rounds"] = [], [], []
-        for k in range(1, args.rounds + 1):
-
-            def raw_again(c: int, k: int = k) -> None:
-                # the raw limit again right before each concurrency: a shared machine's load
-                # drifts over minutes, so every round has its own reference figure
-                [row] = measure_raw_forward(engine, prepared, [1], args.repeats)
-                results["raw_rounds"].append({"round": k, "concurrency": c, **row})
-                if c == min(args.concurrency):
-                    results["engine_rounds"].append({"round": k, **measure_engine_single(engine, items)})
-
-            log.info("round %d of %d", k, args.rounds)
-            for row in load_servers(targets, items, args.concurrency, raw_again):
-                results["server_rounds"].append({"round": k, **row})
-    # per setting, the round least disturbed by other work on the machine (highest items/s)
-    best: dict = {}
-    for row in results["server_rounds"]:
-        key = (row["server"], row["transport"], row["concurrency"])
-        if key not in best or row["items_per_s"] > best[key]["items_per_s"]:
-            best[key] = row
-    results["servers"] = list(best.values())
+    server_rounds(args, engine, items, prepared, results, service_handle)
+    results["servers"] = best_rounds(results["server_rounds"])
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.perf_counter() - started, 1)
     results["summary"] = summarize(results)
