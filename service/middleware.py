@@ -17,7 +17,7 @@ import json
 import logging
 import re
 
-from service.errors import (DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, Unauthorized,
+from service.errors import (DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, ServiceError, Unauthorized,
                             UnsupportedMediaType, quote)
 from service.http import PROFILE_NAME_KEY, bearer_matches, error_response
 from service.inspector import PATHS as INSPECTOR_PATHS
@@ -99,64 +99,88 @@ class RequestGateMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        exc = self._refuse_before_body(scope)
+        if exc is not None:
+            return await reject(exc, scope, receive, send)
+        try:
+            body = await self._read_body(receive)
+        except (DeadlineExceeded, PayloadTooLarge) as cut_off:
+            return await reject(cut_off, scope, receive, send)
+        if body is None:  # the client went away
+            return None
+        exc = await self._refuse_body(scope["path"], body)
+        if exc is not None:
+            return await reject(exc, scope, receive, send)
+        return await self.app(scope, replaying(body, receive), send)
+
+    def _refuse_before_body(self, scope: dict) -> ServiceError | None:
+        """The error for a request refused on its path and headers alone (overload, media type,
+        Content-Length over the limit), or None."""
         if self.refusal is not None and scope["path"] in SCORING_PATHS:
             refused = self.refusal()
             if refused is not None:
-                return await reject(refused, scope, receive, send)
+                return refused
         headers = dict(scope.get("headers") or [])
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media.startswith(b"multipart/") or media == b"application/x-www-form-urlencoded":
-            exc = UnsupportedMediaType("body", f"content-type {media.decode('latin-1')[:60]!r}; send JSON "
-                                               "(content-type: application/json)")
-            return await reject(exc, scope, receive, send)
+            return UnsupportedMediaType("body", f"content-type {media.decode('latin-1')[:60]!r}; send JSON "
+                                                "(content-type: application/json)")
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await reject(self._too_large(length.decode()), scope, receive, send)
+            return self._too_large(length.decode())
+        return None
+
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body, or None when the client went away; raises DeadlineExceeded past
+        `body_timeout_s` and PayloadTooLarge as soon as more than `max_bytes` arrived."""
         chunks, size = [], 0
         deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
             try:  # a body dripped in slowly (slowloris) is cut off, not waited for forever
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
             except asyncio.TimeoutError:
-                exc = DeadlineExceeded(f"the request body did not arrive within {self.body_timeout_s:g} s "
-                                       "(body_timeout_s)")
-                return await reject(exc, scope, receive, send)
-            if message["type"] != "http.request":  # the client went away
+                raise DeadlineExceeded(f"the request body did not arrive within {self.body_timeout_s:g} s "
+                                       "(body_timeout_s)") from None
+            if message["type"] != "http.request":
                 return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await reject(self._too_large(f"more than {self.max_bytes}"), scope, receive, send)
+                raise self._too_large(f"more than {self.max_bytes}")
             if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+                return b"".join(chunks)
+
+    async def _refuse_body(self, path: str, body: bytes) -> InvalidInput | None:
+        """The error for a body too deep, with too many items or unknown top-level fields, or None."""
         # a large body is measured off the event loop (~1 s for 30 MB), so gRPC and other
         # requests of this worker keep going meanwhile
-        known = self.fields.get(scope["path"])
+        known = self.fields.get(path)
         check = functools.partial(inspect_body, body, known)
         depth, items, unknown = check() if len(body) < 1 << 20 else \
             await asyncio.get_running_loop().run_in_executor(None, check)
-        exc = None
         if depth > MAX_JSON_DEPTH:
-            exc = InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif items > self.max_items:
-            exc = InvalidInput("items", f"about {items} items; the limit is {self.max_items} per request "
-                                        "(max_items_per_request), refused before parsing")
-        elif unknown:
-            exc = InvalidInput(unknown[0] or "body", f"unknown field {quote(unknown[0])}; this request takes "
-                                                     f"{', '.join(sorted(known))}")
-        if exc is not None:
-            return await reject(exc, scope, receive, send)
-        replayed = False
+            return InvalidInput("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if items > self.max_items:
+            return InvalidInput("items", f"about {items} items; the limit is {self.max_items} per request "
+                                         "(max_items_per_request), refused before parsing")
+        if unknown:
+            return InvalidInput(unknown[0] or "body", f"unknown field {quote(unknown[0])}; this request takes "
+                                                      f"{', '.join(sorted(known or ()))}")
+        return None
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: disconnect notices pass through
 
-        return await self.app(scope, replay, send)
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that hands the app the buffered body once, then passes on to `receive`."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: disconnect notices pass through
+
+    return replay
 
 
 class ApiKeyMiddleware:
