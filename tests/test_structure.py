@@ -3,7 +3,9 @@
 * no import cycle among our modules (function-level imports count: they are still a dependency);
 * the floors: models/ and clients/ import nothing above them, service/ nothing of benchmarks/;
 * the environment is read in one module per installable package (service/config.py for the
-  service, fgrm_client/_proto.py for the client, which a trainer installs alone).
+  service, fgrm_client/_proto.py for the client, which a trainer installs alone);
+* no function or method is longer than MAX_FUNCTION_LINES (issue 13): a long one is split into
+  steps with one job each, so that each can be read, and tested, on its own.
 
 Imports under `if TYPE_CHECKING:` are left out: they never run, and typing seams may point up.
 """
@@ -142,3 +144,55 @@ def test_the_environment_is_read_in_one_module_per_package():
         if "os.environ" in src or "getenv(" in src:
             readers.add(name)
     assert readers <= set(ENV_READERS), sorted(readers - set(ENV_READERS))
+
+
+MAX_FUNCTION_LINES = 60
+SHAPED_DIRS = ("service", "models", "clients", "benchmarks")
+# "path:qualified.name" -> why it may be longer. Empty: an argument table too is a function of
+# its own (build_parser / parse_args) and fits; add an entry only with a reason.
+LONG_FUNCTIONS_ALLOWED: dict[str, str] = {}
+
+
+def _functions(tree: ast.AST, prefix: str = ""):
+    """(qualified name, node) of every function and method in `tree`, nested ones included."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = prefix + child.name
+            if not isinstance(child, ast.ClassDef):
+                yield name, child
+            yield from _functions(child, name + ".")
+        else:
+            yield from _functions(child, prefix)
+
+
+def _long_functions(source: str, limit: int) -> dict[str, int]:
+    """Qualified name -> lines (the `def` line to the last line of its body) of the functions over `limit`."""
+    return {name: n for name, node in _functions(ast.parse(source))
+            if (n := node.end_lineno - node.lineno + 1) > limit}
+
+
+def _long_functions_in_repo(limit: int) -> dict[str, int]:
+    out = {}
+    for top in SHAPED_DIRS:
+        for path in sorted((REPO / top).rglob("*.py")):
+            rel = path.relative_to(REPO)
+            if {"tests", "_proto", "__pycache__"} & set(rel.parts):  # _proto: generated gRPC stubs
+                continue
+            out.update({f"{rel}:{name}": n for name, n in _long_functions(path.read_text(), limit).items()})
+    return out
+
+
+def test_the_length_finder_finds_a_long_method():
+    body = "\n".join(f"        x = {i}" for i in range(60))
+    source = f"class A:\n    def long(self):\n{body}\n\n    def short(self):\n        pass\n"
+    assert _long_functions(source, 60) == {"A.long": 61}
+    assert _long_functions(source, 61) == {}
+
+
+def test_no_function_is_longer_than_the_limit():
+    found = _long_functions_in_repo(MAX_FUNCTION_LINES)
+    too_long = [f"{name} ({n} lines)" for name, n in sorted(found.items()) if name not in LONG_FUNCTIONS_ALLOWED]
+    assert not too_long, (f"over {MAX_FUNCTION_LINES} lines, split them into steps with one job each:\n  "
+                          + "\n  ".join(too_long))
+    stale = sorted(set(LONG_FUNCTIONS_ALLOWED) - set(found))
+    assert not stale, f"no longer over the limit (or gone), remove from LONG_FUNCTIONS_ALLOWED: {stale}"
