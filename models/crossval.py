@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.heads import LogisticHead, binary_metrics, choose_threshold, ece, fit_logistic, roc_auc
-from models.recipe import LEXICAL, Recipe, _completeness_rows, fit
+from models.recipe import LEXICAL, Recipe, _completeness_rows, features_of, fit
 from models.signals import COMPLETENESS_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES
 from models.tables import RecordTable, stack
 
@@ -79,7 +79,7 @@ def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dic
             if not len(y):
                 continue
             pos = float(y.mean())
-            row = {"n": int(len(y)), "model": _segment_report(head.p_error(x, SEGMENT_FEATURES), y, head.threshold),
+            row = {"n": int(len(y)), "model": _segment_report(head.p_error(x, features_of(kind)), y, head.threshold),
                    "majority_accuracy": max(pos, 1 - pos), "all_error_f1": 2 * pos / (1 + pos) if pos else 0.0}
             for key, cands in (("lexical", OVERLAP_FEATURES), ("best_signal", LEXICAL)):
                 objective = (recipe.relevance_threshold_objective if kind == "relevance"

@@ -18,8 +18,8 @@ from models.encoding import cached_ids
 from models.errors import InputTooLong
 from models.heads import LogisticHead, PreferenceHead, head_from_json
 from models.segment import Segment
-from models.signals import (COMPLETENESS_FEATURES, SEGMENT_FEATURES, Context, completeness_input, response_features,
-                           segment_features)
+from models.signals import (COMPLETENESS_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context,
+                           completeness_input, in_context, response_features, segment_features)
 
 SIGNALS_VERSION = 1  # bump when a signal's definition changes: checkpoints record the version they were fitted on
 
@@ -31,15 +31,16 @@ def item_texts(ctx: Context, subs: list[Segment], sents: list[Segment], response
 
 def item_features(ctx: Context, response: str, subs: list[Segment], sents: list[Segment],
                   emb: np.ndarray | None):
-    """(sub-sentence signals, sentence signals, response signals); `emb`: rows for
-    `item_texts(...)` in that order, or None for the lexical signals only."""
+    """(sub-sentence signals in context (SUBSENTENCE_FEATURES), sentence signals (SEGMENT_FEATURES),
+    response signals); `emb`: rows for `item_texts(...)` in that order, or None for the lexical
+    signals only."""
     if emb is None:
         ctx_emb = sub_emb = sent_emb = resp_emb = None
     else:
         n_ctx = len(ctx.texts_to_embed())
         ctx_emb, rest = emb[:n_ctx], emb[n_ctx:]
         sub_emb, sent_emb, resp_emb = rest[: len(subs)], rest[len(subs): len(subs) + len(sents)], rest[-1]
-    sub_x = segment_features(ctx, response, subs, sub_emb, ctx_emb)
+    sub_x = in_context(segment_features(ctx, response, subs, sub_emb, ctx_emb))
     sent_x = segment_features(ctx, response, sents, sent_emb, ctx_emb)
     return sub_x, sent_x, response_features(ctx, response, sents, sent_x, resp_emb, ctx_emb)
 
@@ -80,7 +81,7 @@ class SignalModel:
         self.relevance: LogisticHead = heads["relevance"]
         self.factuality: LogisticHead = heads["factuality"]
         self.completeness: PreferenceHead = heads["completeness"]
-        self.relevance.columns(SEGMENT_FEATURES)  # fail at load, not at the first request
+        self.relevance.columns(SUBSENTENCE_FEATURES)  # fail at load, not at the first request
         self.factuality.columns(SEGMENT_FEATURES)
         self._ids_cache: dict[str, list[int]] = {}  # passage sentences repeat across samples of a prompt
 
@@ -111,7 +112,7 @@ class SignalModel:
         # the network's rows are L2-normalised already; float64 as in training (TextEmbedder)
         emb = np.asarray(embeddings, dtype=np.float64)[plan.index]
         sub_x, sent_x, resp_x = item_features(plan.ctx, plan.response, plan.subs, plan.sents, emb)
-        p_rel = self.relevance.p_error(sub_x, SEGMENT_FEATURES)
+        p_rel = self.relevance.p_error(sub_x, SUBSENTENCE_FEATURES)
         p_fact = self.factuality.p_error(sent_x, SEGMENT_FEATURES)
         comp_x = completeness_input(resp_x, p_rel, p_fact)
         score = float(self.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])

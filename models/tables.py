@@ -16,14 +16,14 @@ import numpy as np
 from models.data import IGNORE, error_spans, fold_of, label_response, passages_of, preference_pairs
 from models.segment import sentences
 from models.signal_model import item_features, item_texts
-from models.signals import SEGMENT_FEATURES, Context
+from models.signals import SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context
 
 
 @dataclass
 class RecordTable:
     question: str
     fold: int
-    rel_x: np.ndarray  # (n_subsentences, F)
+    rel_x: np.ndarray  # (n_subsentences, len(SUBSENTENCE_FEATURES)): signals in their answer's context
     rel_y: np.ndarray
     fact_x: np.ndarray  # (n_sentences, F)
     fact_y: np.ndarray  # paper's way: IGNORE where the sentence overlaps a relevance error
@@ -177,7 +177,7 @@ def synthetic_relevance(tables: list[RecordTable]) -> tuple[np.ndarray, np.ndarr
     xs = [t.aug_rel_x[t.aug_rel_y != IGNORE] for t in tables if t.aug_rel_x is not None]
     ys = [t.aug_rel_y[t.aug_rel_y != IGNORE] for t in tables if t.aug_rel_x is not None]
     if not xs:
-        return np.zeros((0, len(SEGMENT_FEATURES))), np.zeros(0, dtype=np.int64)
+        return np.zeros((0, len(SUBSENTENCE_FEATURES))), np.zeros(0, dtype=np.int64)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -197,7 +197,7 @@ def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray,
         xs.append(x[keep])
         ys.append(y[keep])
         gs.append(np.full(int(keep.sum()), t.fold))
-    width = len(SEGMENT_FEATURES)
+    width = len(SUBSENTENCE_FEATURES if kind == "relevance" else SEGMENT_FEATURES)
     return (np.concatenate(xs) if xs else np.zeros((0, width)), np.concatenate(ys) if ys else np.zeros(0),
             np.concatenate(gs) if gs else np.zeros(0))
 

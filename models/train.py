@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None) -> dict:
     from models.signal_model import SIGNALS_VERSION
-    from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES
+    from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES
 
     return {
         "network": "embedding",
@@ -57,7 +57,8 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
         "encoder_sha256": sha256_file(Path(default_backbone()) / "model.safetensors"),
         "max_length": MAX_TOKENS,
         "signals_version": SIGNALS_VERSION,
-        "signals": {"segment": list(SEGMENT_FEATURES), "response": list(RESPONSE_FEATURES)},
+        "signals": {"segment": list(SEGMENT_FEATURES), "subsentence": list(SUBSENTENCE_FEATURES),
+                    "response": list(RESPONSE_FEATURES)},
         "segment_heads": ["relevance", "factuality"],
         "sequence_heads": ["completeness"],
         "granularity": {"relevance": "sub-sentence", "factuality": "sentence", "completeness": "response"},

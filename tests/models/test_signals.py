@@ -9,7 +9,7 @@ from models.data import DATA_DIR, load_records
 from models.heads import (LogisticHead, PreferenceHead, choose_threshold, ece, fit_logistic, fit_preference,
                           head_from_json, roc_auc)
 from models.segment import sentences, subsentences
-from models.signals import SEGMENT_FEATURES, Context, segment_features
+from models.signals import SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context, in_context, segment_features
 
 PASSAGES = ["Hamlet: Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. It is set in Denmark."]
 QUESTION = "Who wrote Hamlet?"
@@ -19,6 +19,27 @@ def _features(response: str, granularity=sentences) -> dict[str, np.ndarray]:
     segs = granularity(response)
     x = segment_features(Context.of(QUESTION, PASSAGES), response, segs)
     return {name: x[:, k] for k, name in enumerate(SEGMENT_FEATURES)}
+
+
+def test_in_context_adds_the_neighbours_and_the_answer_summaries_of_every_signal():
+    f = len(SEGMENT_FEATURES)
+    x = np.arange(3 * f, dtype=np.float64).reshape(3, f)  # row k: k*f, ..., k*f + f - 1
+    got = in_context(x)
+    assert got.shape == (3, len(SUBSENTENCE_FEATURES)) == (3, 6 * f)
+    col = {name: k for k, name in enumerate(SUBSENTENCE_FEATURES)}
+    j = SEGMENT_FEATURES.index("novel")
+    own = x[:, j]  # [j, f + j, 2f + j]
+    assert got[:, col["novel"]].tolist() == own.tolist()
+    assert got[:, col["prev.novel"]].tolist() == [0.0, own[0], own[1]]
+    assert got[:, col["next.novel"]].tolist() == [own[1], own[2], 0.0]
+    assert got[:, col["mean.novel"]].tolist() == [own.mean()] * 3
+    assert got[:, col["max.novel"]].tolist() == [own[2]] * 3
+    assert got[:, col["sofar.novel"]].tolist() == pytest.approx([own[0], own[:2].mean(), own.mean()])
+    assert in_context(np.zeros((0, f))).shape == (0, 6 * f)
+    # one segment: no neighbours, and the answer's summaries are the segment itself
+    one = in_context(x[:1])
+    assert one[0, col["prev.novel"]] == one[0, col["next.novel"]] == 0.0
+    assert one[0, col["mean.novel"]] == one[0, col["max.novel"]] == one[0, col["sofar.novel"]] == x[0, j]
 
 
 def test_a_made_up_number_or_name_is_unsupported_and_a_supported_sentence_is_not():

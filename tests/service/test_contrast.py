@@ -1,8 +1,8 @@
 """Contrast cases through the real service: how many pairs the shipped reward models order.
 
-Measured when the floor was set (2026-11-28, artifacts/fgrm-qa-signals): 29 of 32 ordered by the
-deciding feedback type (off-topic 8/8, fabricated 7/8, repeated 7/8, truncated 7/8), 28 of 32 by the
-mixed reward of the `paper` profile. The models are deterministic, so the count only moves when
+Measured when the floor was set (2026-11-28, artifacts/fgrm-qa-signals with relevance in context):
+30 of 32 ordered by the deciding feedback type (off-topic 8/8, fabricated 7/8, repeated 8/8,
+truncated 7/8), 28 of 32 by the mixed reward of the `paper` profile. The models are deterministic, so the count only moves when
 the checkpoint or the signals change; the floor leaves one case of room for that, no more.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from tests.service.contrast_cases import cases, ordered, type_value
 
-FLOOR = 28  # of 32, by the deciding type
+FLOOR = 29  # of 32, by the deciding type
 MIXED_FLOOR = 27  # of 32, by the `paper` profile's mixed reward
 
 
