@@ -12,6 +12,7 @@ would put a second queue in front of it and pad short responses to the longest.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import typing as t
 
@@ -82,6 +83,17 @@ def json_api(func):
     return wrapper
 
 
+def freeze_startup_heap() -> None:
+    """Move everything allocated so far (torch, transformers, BentoML, the models) out of the
+    garbage collector's sight. A full collection walks every tracked object while holding the
+    GIL: with the start-up heap in view that took 90-220 ms in this worker at 3x saturation,
+    and every request on the event loop (a 503 that should take 5 ms) waited that long.
+    Frozen objects are never collected, which is what start-up objects need anyway."""
+    gc.collect()
+    gc.freeze()
+    log.info("start-up heap frozen: %d objects no longer scanned by the garbage collector", gc.get_freeze_count())
+
+
 def _engine():
     return bentoml.get_current_service().engine
 
@@ -113,6 +125,8 @@ class RewardService:
             log.warning("unknown FGRM_* settings ignored: %s", ", ".join(sorted(SETTINGS.extra)))
         self.settings = SETTINGS
         self.engine = ScoringEngine(SETTINGS)
+        if SETTINGS.freeze_startup_heap:
+            freeze_startup_heap()
         log.warning("%s", exposure(SETTINGS))
         self.grpc_server = None
         self.grpc_port: int | None = None

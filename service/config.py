@@ -140,6 +140,12 @@ class Settings:
     request on a kept-alive one), to send the request line and headers; slower connections are
     closed (service/slow_clients.py); 0 turns the limit off (env FGRM_HEADER_TIMEOUT_S)."""
 
+    freeze_startup_heap: bool = True
+    """After the models load, hide the start-up heap from Python's garbage collector
+    (gc.freeze): full collections then walk tens of thousands of objects instead of ~300,000,
+    and the event loop no longer stalls 90-220 ms behind them (RELIABILITY.md, "Overload").
+    Off only to measure what it does (env FGRM_FREEZE_STARTUP_HEAP)."""
+
     torch_threads: int = 0
     """torch intra-op threads; 0 leaves torch's default (env FGRM_TORCH_THREADS)."""
 
