@@ -175,21 +175,21 @@ class GrpcCodec:
     def _call(self, name: str, message: Any, parse: Callable[[Any], Any], timeout: float | None = None) -> Call[Any]:
         return Call(_method(name), (name, message), parse, timeout)
 
+    def _batch(self, name: str, request_type: Any, messages: list[Any], read: Callable[[Any], ItemResult],
+               weights: Mapping[str, float] | None, profile: str | None) -> Call[list[ItemResult]]:
+        """Score and Mix: items in, one result per item out (the count is checked)."""
+        req = request_type(items=messages, weights=weight_map(weights), profile=profile or "")
+        return self._call(name, req, lambda resp: check_count(map(read, resp.results), len(messages), _method(name)))
+
     def score(self, items: list[Item], weights: Mapping[str, float] | None,
               profile: str | None) -> Call[list[ItemResult]]:
-        pb = self.pb
-        req = pb.ScoreRequest(items=[_item_msg(pb, it) for it in items],
-                              weights=weight_map(weights), profile=profile or "")
-        return self._call("Score", req, lambda resp: check_count(map(_item_result, resp.results), len(items),
-                                                                 _method("Score")))
+        return self._batch("Score", self.pb.ScoreRequest, [_item_msg(self.pb, it) for it in items], _item_result,
+                           weights, profile)
 
     def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,
             profile: str | None) -> Call[list[ItemResult]]:
-        pb = self.pb
-        req = pb.MixRequest(items=[_mix_item_msg(pb, it) for it in items],
-                            weights=weight_map(weights), profile=profile or "")
-        return self._call("Mix", req, lambda resp: check_count(map(_mix_result, resp.results), len(items),
-                                                               _method("Mix")))
+        return self._batch("Mix", self.pb.MixRequest, [_mix_item_msg(self.pb, it) for it in items], _mix_result,
+                           weights, profile)
 
     def feedback_types(self) -> Call[list[FeedbackTypeInfo]]:
         return self._call("ListFeedbackTypes", self.pb.ListFeedbackTypesRequest(), _feedback_types)
