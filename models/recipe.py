@@ -48,6 +48,11 @@ class Recipe:
     # for 0.004 of CV AUC (README "Quality").
     relevance_augment_weight: float = 0.3
     augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
+    # The served segment heads: the average of the inner-fold heads whose held-out predictions the
+    # Platt calibration and the threshold were fitted on (True), so that what is calibrated is
+    # exactly what is served; or refitted on every training record (False: sharper than the heads
+    # the calibration saw, factuality ECE 0.096 against 0.081 on CV).
+    average_folds: bool = True
 
 
 RECIPES = {
@@ -66,6 +71,7 @@ RECIPES = {
     "signals-lr-threshold-acc+f1": Recipe("signals-lr-threshold-acc+f1", relevance_threshold_objective="acc+f1"),
     "signals-lr-no-platt": Recipe("signals-lr-no-platt", platt=False),
     "signals-lr-no-augment": Recipe("signals-lr-no-augment", augment=False),
+    "signals-lr-refit": Recipe("signals-lr-refit", average_folds=False),
     "signals-lr-coverage": Recipe("signals-lr-coverage", completeness_features=(
         "passage_coverage", "question_passage_coverage", "relevance_ok_sum", "factuality_p_sum", "factuality_p_mean",
         "mean_novel", "cos_question")),
@@ -130,17 +136,29 @@ def _completeness_rows(tables: list[RecordTable], rel: LogisticHead, fact: Logis
     return as_array(a), as_array(b), as_array(pool), np.array(w)
 
 
+def average_heads(heads: list[LogisticHead], threshold: float) -> LogisticHead:
+    """One logistic head whose logit is the mean of `heads`' logits: each head's standardisation
+    folded into raw-feature weights, then averaged (a linear model, served like any other)."""
+    raw_w = [np.asarray(h.coef) / np.asarray(h.scale) for h in heads]
+    raw_b = [h.intercept - float(w @ np.asarray(h.mean)) for h, w in zip(heads, raw_w)]
+    n = len(heads[0].features)
+    return LogisticHead(list(heads[0].features), [0.0] * n, [1.0] * n, np.mean(raw_w, 0).tolist(),
+                        float(np.mean(raw_b)), threshold)
+
+
 def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
     """Fit the three heads on `tables`. Thresholds and the completeness head's stacked inputs
     come from cross-fitted predictions (inner folds = the tables' own hash folds)."""
     folds = sorted({t.fold for t in tables})
     oof = {"relevance": ([], []), "factuality": ([], [])}
+    inner_heads: dict[str, list[LogisticHead]] = {"relevance": [], "factuality": []}
     a_rows, b_rows, pool_rows, w_rows = [], [], [], []
     for f in folds if len(folds) > 1 else []:
         inner_train = [t for t in tables if t.fold != f]
         held = [t for t in tables if t.fold == f]
         rel, fact = _segment_heads(inner_train, recipe)
         for kind, head in (("relevance", rel), ("factuality", fact)):
+            inner_heads[kind].append(head)
             x, y, _ = stack(held, kind)
             oof[kind][0].append(head.p_error(x, features_of(kind)))
             oof[kind][1].append(y)
@@ -161,7 +179,11 @@ def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
             thresholds[kind] = choose_threshold(p, y, objective)
         else:  # a single fold (tiny inputs): no held-out predictions to choose from
             thresholds[kind] = 0.5
-    rel, fact = _segment_heads(tables, recipe, thresholds["relevance"], thresholds["factuality"])
+    if recipe.average_folds and inner_heads["relevance"]:
+        rel = average_heads(inner_heads["relevance"], thresholds["relevance"])
+        fact = average_heads(inner_heads["factuality"], thresholds["factuality"])
+    else:
+        rel, fact = _segment_heads(tables, recipe, thresholds["relevance"], thresholds["factuality"])
     rel.calibration, fact.calibration = calibrations["relevance"], calibrations["factuality"]
     if not a_rows:
         a, b, pool, w = _completeness_rows(tables, rel, fact, recipe.augment_pair_weight if recipe.augment else None)

@@ -84,6 +84,23 @@ def test_logistic_head_matches_scikit_learn_and_survives_json():
         LogisticHead(["no_such_signal"], [0.0], [1.0], [1.0], 0.0).p_error(x, SEGMENT_FEATURES)
 
 
+def test_the_average_of_fold_heads_has_the_mean_of_their_logits():
+    from models.recipe import average_heads
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(loc=2.0, scale=3.0, size=(200, len(SEGMENT_FEATURES)))
+    y = (x[:, 2] - x[:, 5] + rng.normal(size=200) > 0).astype(int)
+    names = [SEGMENT_FEATURES[2], SEGMENT_FEATURES[5], SEGMENT_FEATURES[9]]
+    heads = [fit_logistic(x[k::3], y[k::3], names, SEGMENT_FEATURES, c=1.0) for k in range(3)]
+    avg = average_heads(heads, threshold=0.42)
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    want = np.mean([logit(h.p_error(x, SEGMENT_FEATURES)) for h in heads], axis=0)
+    assert np.allclose(logit(avg.p_error(x, SEGMENT_FEATURES)), want, atol=1e-9)
+    assert avg.threshold == 0.42 and avg.features == names
+
+
 def test_bradley_terry_head_orders_pairs_by_the_feature_that_decides_them():
     rng = np.random.default_rng(1)
     feats = ("a", "b")
