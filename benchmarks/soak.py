@@ -76,6 +76,9 @@ async def run(args) -> dict:
 
             while time.monotonic() < t_end:
                 if time.monotonic() >= next_sample:
+                    if handle.process.poll() is not None:  # a dead server would read as 0 MB, 0 requests
+                        raise SystemExit(f"soak: the server exited (code {handle.process.returncode}) after "
+                                         f"{len(series) * WINDOW_S:.0f} s; its log: {handle.log_path}")
                     window, latencies[:] = sorted(latencies), []
                     point = {"t_s": round(args.minutes * 60 - (t_end - time.monotonic()), 1),
                              "rss_mb": round(tree_rss_mb(handle.process.pid), 1), "requests": len(window),
