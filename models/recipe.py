@@ -45,7 +45,7 @@ class Recipe:
     # The same for relevance. Seeing its answer's context, the relevance head learns that an
     # on-topic answer's sub-sentences are mostly fine, and a short aside after a good sentence
     # ("He also liked cheese.") slipped under the threshold at 0.1; at 0.3 it is flagged again
-    # for 0.004 of CV AUC (README "Quality").
+    # for 0.003 of CV AUC (README "Quality").
     relevance_augment_weight: float = 0.3
     augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
     # The served segment heads: the average of the inner-fold heads whose held-out predictions the
