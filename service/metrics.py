@@ -49,6 +49,9 @@ class EngineMetrics:
                                             ["runtime", "provider"], buckets=_LATENCY_BUCKETS, **kw)
         self.request_seconds = pc.Histogram("fgrm_request_seconds", "Engine time of one scoring request.",
                                             ["transport"], buckets=_LATENCY_BUCKETS, **kw)
+        self.gc_frozen = pc.Gauge("fgrm_gc_frozen_objects", "Start-up objects hidden from the garbage collector "
+                                  "(gc.freeze, setting freeze_startup_heap); 0 when off.",
+                                  multiprocess_mode="livemax", **kw)
         self.reward = pc.Histogram("fgrm_reward", "Per-item total reward by feedback type (unweighted); "
                                    "type='mixed' is the weighted total.", ["type"], buckets=_REWARD_BUCKETS, **kw)
 

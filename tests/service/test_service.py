@@ -345,3 +345,11 @@ def test_metrics_exposed_with_fgrm_prefix(http, rpc):
                  'fgrm_errors_total{kind="invalid_input"}', 'fgrm_requests_total{api="score",transport="http"}'):
         assert name in text, name
     assert 'fgrm_requests_total{api="score",transport="grpc"}' in text
+
+
+def test_the_worker_hid_its_start_up_heap_from_the_garbage_collector(http):
+    # Full collections over the start-up heap stalled the event loop 90-220 ms under load
+    # (RELIABILITY.md, "Overload"); the worker freezes it once the models are loaded.
+    frozen = re.search(r"^fgrm_gc_frozen_objects(?:\{[^}]*\})? (\S+)$", http.get("/metrics").text, re.M)
+    assert frozen, "fgrm_gc_frozen_objects missing from /metrics"
+    assert float(frozen.group(1)) > 100_000  # torch, transformers, BentoML and the models: ~290,000
