@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from models.heads import LogisticHead, binary_metrics, choose_threshold, ece, fit_logistic, roc_auc
-from models.recipe import LEXICAL, Recipe, _completeness_rows, features_of, fit
+from models.recipe import LEXICAL, Recipe, _completeness_rows, fit
 from models.signals import COMPLETENESS_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES
-from models.tables import RecordTable, stack
+from models.tables import RecordTable, features_of, stack
 
 SEGMENT_KINDS = ("relevance", "factuality", "factuality_all")
 # the "simple lexical-overlap signal" family

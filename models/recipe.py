@@ -17,7 +17,7 @@ from models.heads import (LogisticHead, PreferenceHead, calibrate, choose_thresh
                           fit_preference)
 from models.signals import (COMPLETENESS_FEATURES, CONTEXT_VIEWS, RESPONSE_FEATURES, SEGMENT_FEATURES,
                            SUBSENTENCE_FEATURES, completeness_input)
-from models.tables import RecordTable, stack, synthetic_factuality, synthetic_relevance
+from models.tables import RecordTable, features_of, stack, synthetic_factuality, synthetic_relevance
 
 LEXICAL = tuple(f for f in SEGMENT_FEATURES if not f.startswith("cos_"))
 LEXICAL_IN_CONTEXT = LEXICAL + tuple(f"{view}.{name}" for view in CONTEXT_VIEWS for name in LEXICAL)
@@ -78,11 +78,6 @@ RECIPES = {
     "signals-lr-coverage-small": Recipe("signals-lr-coverage-small", completeness_features=(
         "question_passage_coverage", "relevance_ok_sum", "factuality_p_sum")),
 }
-
-
-def features_of(kind: str) -> tuple[str, ...]:
-    """The column names of `stack(tables, kind)`: sub-sentences carry their context, sentences do not."""
-    return SUBSENTENCE_FEATURES if kind == "relevance" else SEGMENT_FEATURES
 
 
 @dataclass

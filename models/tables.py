@@ -187,6 +187,11 @@ def synthetic_factuality(tables: list[RecordTable]) -> np.ndarray:
     return np.concatenate(xs) if xs else np.zeros((0, len(SEGMENT_FEATURES)))
 
 
+def features_of(kind: str) -> tuple[str, ...]:
+    """The column names of `stack(tables, kind)`: sub-sentences carry their context, sentences do not."""
+    return SUBSENTENCE_FEATURES if kind == "relevance" else SEGMENT_FEATURES
+
+
 def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X, y, group fold) over the labelled rows of `kind` ("relevance" | "factuality" | "factuality_all")."""
     xs, ys, gs = [], [], []
@@ -197,7 +202,7 @@ def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray,
         xs.append(x[keep])
         ys.append(y[keep])
         gs.append(np.full(int(keep.sum()), t.fold))
-    width = len(SUBSENTENCE_FEATURES if kind == "relevance" else SEGMENT_FEATURES)
+    width = len(features_of(kind))
     return (np.concatenate(xs) if xs else np.zeros((0, width)), np.concatenate(ys) if ys else np.zeros(0),
             np.concatenate(gs) if gs else np.zeros(0))
 
