@@ -91,8 +91,9 @@ def freeze_startup_heap() -> int:
     Frozen objects are never collected, which is what start-up objects need anyway."""
     gc.collect()
     gc.freeze()
-    log.info("start-up heap frozen: %d objects no longer scanned by the garbage collector", gc.get_freeze_count())
-    return gc.get_freeze_count()
+    frozen = gc.get_freeze_count()
+    log.info("start-up heap frozen: %d objects no longer scanned by the garbage collector", frozen)
+    return frozen
 
 
 def _engine():

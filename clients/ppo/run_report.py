@@ -30,24 +30,22 @@ def plot_curves(out: Path) -> None:
         pts = [(r["step"], r[key]) for r in rs if key in r]
         return [p[0] for p in pts], [p[1] for p in pts]
 
+    def train_and_held_out(ax, train_key, eval_key, train_label, title):
+        ax.plot(*series(train, train_key), label=train_label, alpha=0.6)
+        ax.plot(*series(evals, eval_key), "o-", label="held-out")
+        ax.set_title(title)
+        ax.legend()
+
     types = sorted({k.split("/", 1)[1] for r in evals for k in r
                     if k.startswith("eval/") and k not in ("eval/mixed", "eval/length")})
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    ax = axes[0, 0]
-    ax.plot(*series(train, "reward/mixed"), label="train (rollouts)", alpha=0.6)
-    ax.plot(*series(evals, "eval/mixed"), "o-", label="held-out")
-    ax.set_title("mixed reward per response")
-    ax.legend()
+    train_and_held_out(axes[0, 0], "reward/mixed", "eval/mixed", "train (rollouts)", "mixed reward per response")
     ax = axes[0, 1]
     for t in types:
         ax.plot(*series(evals, f"eval/{t}"), "o-", label=t)
     ax.set_title("held-out reward per feedback type (unweighted)")
     ax.legend()
-    ax = axes[0, 2]
-    ax.plot(*series(train, "length"), label="train", alpha=0.6)
-    ax.plot(*series(evals, "eval/length"), "o-", label="held-out")
-    ax.set_title("response length (tokens)")
-    ax.legend()
+    train_and_held_out(axes[0, 2], "length", "eval/length", "train", "response length (tokens)")
     ax = axes[1, 0]
     ax.plot(*series(train, "kl_ref"))
     ax.set_title("KL(policy || reference) per response")
