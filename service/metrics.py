@@ -31,7 +31,9 @@ class EngineMetrics:
         self.requests = pc.Counter("fgrm_requests", "Scoring requests by transport and API.",
                                    ["transport", "api"], **kw)
         self.items = pc.Counter("fgrm_items", "Items scored, by transport.", ["transport"], **kw)
-        self.errors = pc.Counter("fgrm_errors", "Requests that failed, by error kind.", ["kind"], **kw)
+        # counted by the engine: a body its transport's decoder refuses never reaches it
+        self.errors = pc.Counter("fgrm_errors", "Requests that reached the scoring engine and failed, by error kind.",
+                                 ["kind"], **kw)
         self.queue_wait = pc.Histogram("fgrm_queue_wait_seconds",
                                        "Time a sequence waited between admission and its forward pass.",
                                        buckets=_LATENCY_BUCKETS, **kw)

@@ -338,7 +338,14 @@ def test_grpc_deadline_is_honoured(rpc):
 
 
 def test_metrics_exposed_with_fgrm_prefix(http, rpc):
+    # this test makes every series it reads, so it passes alone as well as after the others
+    stub, _ = rpc
     score_http(http, [SAMPLES[0]])
+    stub.Score(pb2.ScoreRequest(items=[grpc_item(SAMPLES[0])]), timeout=120)
+    # an input the engine refuses (the decoder's own refusals, e.g. a wrong JSON type, are not
+    # counted: fgrm_errors_total counts requests that reached the engine)
+    bad = http.post("/v1/score", json={"items": [{"response": "word " * 2000}]})
+    assert bad.status_code == 400 and bad.json()["error"]["kind"] == "invalid_input"
     text = http.get("/metrics").text
     for name in ("fgrm_queue_wait_seconds_count", "fgrm_batch_size_count", "fgrm_batch_tokens_count",
                  "fgrm_batch_padding_fraction_count", "fgrm_forward_seconds_count", 'fgrm_reward_count{type="relevance"}',
