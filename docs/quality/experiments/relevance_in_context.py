@@ -59,6 +59,14 @@ def views(z):
                  np.cumsum(z) / np.arange(1, n + 1)]
 
 
+def cv_folds(k=5):
+    """(fold, training record indices, test record indices, test labels) for each fold."""
+    for f in range(k):
+        train = [i for i in range(len(tables)) if folds[i] != f]
+        test = [i for i in range(len(tables)) if folds[i] == f]
+        yield f, train, test, labelled(test, own)[1]
+
+
 def cross_fitted(ix, make):
     """Out-of-fold predictions over `ix` (inner folds = the other hash folds)."""
     out = {}
@@ -80,25 +88,27 @@ def with_views(extra):
     return lambda i: np.c_[tables[i].rel_x, views(extra[i])]
 
 
-results: dict[str, list[float]] = {}
-for f in range(5):
-    train = [i for i in range(len(tables)) if folds[i] != f]
-    test = [i for i in range(len(tables)) if folds[i] == f]
-    _, y = labelled(test, own)
+def main():
+    results: dict[str, list[float]] = {}
+    for f, train, test, y in cv_folds():
 
-    def score(name, head):
-        results.setdefault(name, []).append(roc_auc(labelled(test, lambda i: head(i)[:, None])[0][:, 0], y))
+        def score(name, head):
+            results.setdefault(name, []).append(roc_auc(labelled(test, lambda i: head(i)[:, None])[0][:, 0], y))
 
-    score("lr", lr_head(train, own))
-    for name, make in (("stage2", lambda ix: lr_head(ix, own)), ("tfidf", tfidf_head)):
-        oof, full = cross_fitted(train, make), make(train)
-        extra = {**oof, **{i: full(i) for i in test}}
-        score(name, lr_head(train, with_views(extra)))
-    score("resp", lr_head(train, with_response))
-    x, yy = labelled(train, own)
-    gbt = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40,
-                                         l2_regularization=1.0).fit(x, yy)
-    score("gbt", lambda i: gbt.predict_proba(own(i))[:, 1])
-    print(f"fold {f}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in results.items()), flush=True)
-for name, v in results.items():
-    print(f"{name}: AUC {np.mean(v):.3f} ± {np.std(v):.3f}")
+        score("lr", lr_head(train, own))
+        for name, make in (("stage2", lambda ix: lr_head(ix, own)), ("tfidf", tfidf_head)):
+            oof, full = cross_fitted(train, make), make(train)
+            extra = {**oof, **{i: full(i) for i in test}}
+            score(name, lr_head(train, with_views(extra)))
+        score("resp", lr_head(train, with_response))
+        x, yy = labelled(train, own)
+        gbt = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40,
+                                             l2_regularization=1.0).fit(x, yy)
+        score("gbt", lambda i: gbt.predict_proba(own(i))[:, 1])
+        print(f"fold {f}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in results.items()), flush=True)
+    for name, v in results.items():
+        print(f"{name}: AUC {np.mean(v):.3f} ± {np.std(v):.3f}")
+
+
+if __name__ == "__main__":
+    main()
