@@ -37,8 +37,8 @@ class PreparedItem:
     """An item segmented and encoded: what the forward passes need, nothing transport-specific."""
 
     item: Item
-    segs: Segments | None  # None: empty response, nothing to run
-    parts: list[Prepared]  # one per scorer (empty when segs is None)
+    segs: Segments
+    parts: list[Prepared]  # one per scorer
 
 
 class PreparedBatch(list[PreparedItem]):
@@ -152,12 +152,17 @@ class ScoringEngine:
             out.append(item)
         return out
 
-    def segment(self, response: str) -> Segments | None:
-        from models.segment import split_many
+    def segment(self, response: str) -> Segments:
+        from models.segment import Segment, split_many
 
+        wanted = [g for g in GRANULARITIES if g in self._granularities]
         if not response.strip():
-            return None
-        return split_many(response, [g for g in GRANULARITIES if g in self._granularities])
+            # Nothing to judge segment by segment, but still an answer: response-level types
+            # (completeness) score it, on one empty segment, so that saying nothing is not a free
+            # 0 beside the negative scores of poor answers (a PPO policy learnt exactly that
+            # within 40 steps: clients/README.md, "Does it learn?").
+            return {g: [Segment(0, 0, "")] if g == "response" else [] for g in wanted}
+        return split_many(response, wanted)
 
     def prepare(self, items: Sequence[Item]) -> PreparedBatch:
         """Validate, segment and encode. Raises InvalidInput naming the item and field."""
@@ -167,16 +172,15 @@ class ScoringEngine:
         out = PreparedBatch()
         for i, item in enumerate(items):
             segs = self.segment(item.response)
-            parts = [] if segs is None else [s.prepare(item, segs, i) for s in self.scorers]
+            parts = [s.prepare(item, segs, i) for s in self.scorers]
             out.append(PreparedItem(item, segs, parts))
         return out
 
     # ------------------------------------------------------------------ results
     def _finish(self, p: PreparedItem, outputs: list[list[Outputs]], weights: Mapping[str, float]) -> ItemResult:
         types: dict[str, TypeResult] = {t.name: TypeResult(t.granularity) for t in self.types}
-        if p.segs is not None:
-            for scorer, part, outs in zip(self.scorers, p.parts, outputs):
-                types.update(scorer.finish(p.item, p.segs, part, outs))
+        for scorer, part, outs in zip(self.scorers, p.parts, outputs):
+            types.update(scorer.finish(p.item, p.segs, part, outs))
         components = {name: Component.of(r) for name, r in types.items()}
         mixed = mix(components, weights)
         tokens = None

@@ -16,7 +16,7 @@ RESPONSES = [
     "The café is in Zürich.   A coffee costs 3€!  It opens at 8 am.",
     TRICKY,
     "Yes.",
-    "   ",  # whitespace only: no segments, zero reward
+    "   ",  # whitespace only: no segments, completeness still scores it
 ]
 
 

@@ -72,13 +72,25 @@ def test_sentence_type_reads_sentence_start_marker(tiny_dir):
     assert all(s.start in starts for s in segs["sentence"])
 
 
-def test_empty_and_whitespace_response_is_valid_with_zero_segments(tiny_dir):
-    engine, _ = make_engine(tiny_dir / "types.toml")
+@pytest.mark.parametrize("types", ["types.toml", "types_prefix.toml"])
+def test_blank_response_has_no_segments_but_is_scored_as_a_response(tiny_dir, types):
+    # every scorer kind: fgrm segment and preference heads, and the prefix-delta classifier
+    # (which gets no rows at all for a blank answer)
+    engine, _ = make_engine(tiny_dir / types)
+    other = Item("Paris is the capital. It is large.", "q?", ("Paris is the capital of France.",))
     for text in ("", "   \n\t "):
-        [res] = engine.score_sync([Item(text, "q?", (), ((0, len(text)),) if text else ())])
-        assert all(tr.segments == [] and tr.total == 0.0 for tr in res.types.values())
-        assert res.mixed.total == 0.0 and res.mixed.events == []
-        assert res.token_rewards == ([0.0] if text else [])
+        blank = Item(text, "q?", ("Paris is the capital of France.",), ((0, len(text)),) if text else ())
+        [res] = engine.score_sync([blank])
+        for name, tr in res.types.items():
+            if tr.granularity == "response":
+                [seg] = tr.segments
+                assert (seg.start, seg.end, seg.text) == (0, 0, "") and np.isfinite(seg.reward)
+            else:
+                assert tr.segments == [] and tr.total == 0.0, name
+        assert res.mixed.total == pytest.approx(res.types["completeness"].total)
+        assert res.token_rewards == ([pytest.approx(res.mixed.total)] if text else [])
+        # and the same whatever it is batched with
+        assert engine.score_sync([other, blank, other])[1] == res
 
 
 def test_batch_invariance_sync_and_async(tiny_dir):

@@ -143,14 +143,27 @@ def test_http_and_grpc_requests_share_forward_passes(http, rpc, fgrm_service):
     assert shared and float(shared.group(1)) >= 1, "no forward pass carried both HTTP and gRPC items"
 
 
-def test_empty_response_is_a_valid_result_with_zero_segments(http, rpc):
-    [res] = score_http(http, [{"question": "q?", "response": "   ", "token_offsets": [[0, 3]]}])
-    assert all(t["segments"] == [] and t["total"] == 0 for t in res["types"].values())
-    assert res["mixed"] == {"weights": res["mixed"]["weights"], "total": 0.0, "events": []}
-    assert res["token_rewards"] == [0.0]
+def test_empty_response_has_no_segments_but_the_lowest_completeness(http, rpc):
+    # A blank answer is judged as an answer: no segments for relevance and factuality, but
+    # completeness scores it (one empty segment), below any real answer to the same question.
+    # It used to get 0 on every type, and a PPO policy learnt to say nothing.
+    q, ps = SAMPLES[0]["question"], SAMPLES[0]["passages"]
+    blank, word, real = score_http(http, [{"question": q, "passages": ps, "response": "   ", "token_offsets": [[0, 3]]},
+                                          {"question": q, "passages": ps, "response": "Yes."},
+                                          {"question": q, "passages": ps, "response": SAMPLES[0]["response"]}],
+                                   weights={"completeness": 1.0})
+    assert blank["types"]["relevance"]["segments"] == [] and blank["types"]["factuality"]["segments"] == []
+    [seg] = blank["types"]["completeness"]["segments"]
+    assert (seg["start"], seg["end"], seg["text"]) == (0, 0, "")
+    assert seg["reward"] < word["types"]["completeness"]["total"] < real["types"]["completeness"]["total"]
+    assert blank["mixed"]["total"] == pytest.approx(seg["reward"])
+    assert blank["token_rewards"] == [pytest.approx(seg["reward"])]  # on the last (here the only) token
     stub, _ = rpc
-    [g] = stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="")]), timeout=30).results
-    assert all(len(t.segments) == 0 for t in g.types.values()) and not g.HasField("token_rewards")
+    [g] = stub.Score(pb2.ScoreRequest(items=[pb2.Item(question=q, passages=ps, response="")],
+                                      weights={"completeness": 1.0}), timeout=30).results
+    assert len(g.types["relevance"].segments) == 0 and len(g.types["factuality"].segments) == 0
+    assert g.types["completeness"].segments[0].reward == pytest.approx(seg["reward"], abs=1e-5)
+    assert not g.HasField("token_rewards")
 
 
 def test_token_rewards_follow_true_offsets(http):
