@@ -23,7 +23,7 @@ from service.batching import Batcher, BatchLimits, RunForward
 from service.config import Settings, batch_token_budget
 from service.domain import Component, FeedbackTypeInfo, Item, ItemResult, MixResult, TypeResult
 from service.errors import BackendFailure, InvalidInput, NotReady, Overloaded, ServiceError, quote
-from service.metrics import EngineMetrics
+from service.metrics import EngineMetrics, mark_counted
 from service.mixing import MAX_REWARD, check_offsets, mix, token_rewards
 from service.profiles import build_profiles
 from service.scorers import Outputs, Prepared, Scorer, Segments
@@ -257,6 +257,7 @@ class ScoringEngine:
             yield
         except ServiceError as exc:
             self.metrics.errors.labels(exc.kind).inc()
+            mark_counted(exc)  # the transport that answers it must not count it again
             raise
         except asyncio.CancelledError:
             self.metrics.errors.labels("cancelled").inc()
@@ -265,7 +266,9 @@ class ScoringEngine:
             if not unexpected_is_backend_failure:
                 raise
             self.metrics.errors.labels(BackendFailure.kind).inc()
-            raise self._backend_failure(exc) from None
+            failure = self._backend_failure(exc)
+            mark_counted(failure)
+            raise failure from None
 
     async def score(self, items: Sequence[Item], weights: Mapping[str, object] | None = None,
                     profile: str | None = None, transport: str = "inproc") -> list[ItemResult]:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from service.domain import Component, Item, ItemResult, Mixed, MixResult, TypeResult
 from service.errors import (BackendFailure, DeadlineExceeded, Forbidden, InvalidInput, NotReady, Overloaded,
                             ServiceError, Unauthorized)
+from service.metrics import count_answered_error
 from service.proto import stubs
 
 log = logging.getLogger("fgrm.grpc")
@@ -38,6 +39,7 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException):
     if not isinstance(exc, ServiceError):
         log.exception("unexpected error", exc_info=exc)
         exc = BackendFailure("unexpected server error; see the server log")
+    count_answered_error(exc)
     code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
     metadata = [("fgrm-error-kind", exc.kind)]
     if isinstance(exc, InvalidInput):

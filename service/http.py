@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from service.errors import (BackendFailure, DeadlineExceeded, Forbidden, InvalidInput, NotFound, NotReady, Overloaded,
                             PayloadTooLarge, ServiceError, Unauthorized, UnsupportedMediaType)
+from service.metrics import count_answered_error
 
 log = logging.getLogger("fgrm.http")
 
@@ -54,6 +55,7 @@ def error_response(exc: BaseException) -> Response:
     if not isinstance(exc, ServiceError):
         log.exception("unexpected error", exc_info=exc)
         exc = BackendFailure("unexpected server error; see the server log")
+    count_answered_error(exc)
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
     headers = {"x-fgrm-error": exc.kind}  # tells ErrorBodyMiddleware this body is already ours
     if isinstance(exc, (Overloaded, NotReady)):

@@ -1,6 +1,8 @@
 """Prometheus metrics of the scoring engine, all prefixed ``fgrm_``.
 
-They are recorded in the engine, so HTTP, gRPC and in-process callers report the same numbers.
+They are recorded in the engine, so HTTP, gRPC and in-process callers report the same numbers;
+only `fgrm_errors_total` is also counted by the transports, for what they refuse before the
+engine (`count_answered_error`).
 Under `bentoml serve` they appear on BentoML's ``/metrics`` beside its own: BentoML runs
 prometheus_client in multiprocess mode and sets PROMETHEUS_MULTIPROC_DIR in each worker
 *after* importing the service module, so prometheus_client is imported here only when an
@@ -31,9 +33,10 @@ class EngineMetrics:
         self.requests = pc.Counter("fgrm_requests", "Scoring requests by transport and API.",
                                    ["transport", "api"], **kw)
         self.items = pc.Counter("fgrm_items", "Items scored, by transport.", ["transport"], **kw)
-        # counted by the engine: a body its transport's decoder refuses never reaches it
-        self.errors = pc.Counter("fgrm_errors", "Requests that reached the scoring engine and failed, by error kind.",
-                                 ["kind"], **kw)
+        # counted once per error answered: by the engine for the requests it runs, by the
+        # transports for what they refuse before it (count_answered_error)
+        self.errors = pc.Counter("fgrm_errors", "Errors answered, by error kind (refusals before the engine "
+                                 "included).", ["kind"], **kw)
         self.queue_wait = pc.Histogram("fgrm_queue_wait_seconds",
                                        "Time a sequence waited between admission and its forward pass.",
                                        buckets=_LATENCY_BUCKETS, **kw)
@@ -69,3 +72,28 @@ class EngineMetrics:
             if key not in _shared:
                 _shared[key] = cls(registry)
             return _shared[key]
+
+
+_COUNTED = "_fgrm_counted"
+
+
+def mark_counted(exc: BaseException) -> None:
+    """Note that `exc` is in fgrm_errors_total already (the engine counts its own errors)."""
+    setattr(exc, _COUNTED, True)
+
+
+def count_answered_error(exc: BaseException) -> None:
+    """Count an error a transport is about to answer with, unless it (or the error it was made
+    from) was counted already. What the engine never sees is counted here: the request gate's
+    refusals (overload, size, media type), body validation and decoding, authentication,
+    unknown paths. Without this, HTTP overload refusals, which the gate answers before the
+    engine, were invisible to the FgrmQueueSaturated alert."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # an error re-raised as another (`raise X from None` keeps __context__)
+        if seen is None:
+            break
+        if getattr(seen, _COUNTED, False):
+            return
+        seen = seen.__cause__ or seen.__context__
+    EngineMetrics.shared().errors.labels(getattr(exc, "kind", "internal")).inc()
+    mark_counted(exc)

@@ -355,9 +355,7 @@ def test_metrics_exposed_with_fgrm_prefix(http, rpc):
     stub, _ = rpc
     score_http(http, [SAMPLES[0]])
     stub.Score(pb2.ScoreRequest(items=[grpc_item(SAMPLES[0])]), timeout=120)
-    # an input the engine refuses (the decoder's own refusals, e.g. a wrong JSON type, are not
-    # counted: fgrm_errors_total counts requests that reached the engine)
-    bad = http.post("/v1/score", json={"items": [{"response": "word " * 2000}]})
+    bad = http.post("/v1/score", json={"items": [{"response": 5}]})
     assert bad.status_code == 400 and bad.json()["error"]["kind"] == "invalid_input"
     text = http.get("/metrics").text
     for name in ("fgrm_queue_wait_seconds_count", "fgrm_batch_size_count", "fgrm_batch_tokens_count",
@@ -365,6 +363,30 @@ def test_metrics_exposed_with_fgrm_prefix(http, rpc):
                  'fgrm_errors_total{kind="invalid_input"}', 'fgrm_requests_total{api="score",transport="http"}'):
         assert name in text, name
     assert 'fgrm_requests_total{api="score",transport="grpc"}' in text
+
+
+def errors_counted(http, kind: str) -> float:
+    found = re.search(rf'^fgrm_errors_total\{{kind="{kind}"\}} (\S+)$', http.get("/metrics").text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_every_error_answered_is_counted_once_whoever_refused_it(http, rpc):
+    # The engine counts the errors of the requests it runs; the transports count what they refuse
+    # before it (body validation, the request gate, decoding). Each exactly once.
+    stub, _ = rpc
+    before = {k: errors_counted(http, k) for k in ("invalid_input", "unsupported_media_type")}
+    refusals = [
+        http.post("/v1/score", json={"items": [{"response": 5}]}),  # BentoML's validation, rewritten
+        http.post("/v1/score", json={"items": [{"response": "x", "token_offsets": [[0, 9]]}]}),  # decoding
+        http.post("/v1/score", json={"items": [{"response": "word " * 2000}]}),  # the engine
+        http.post("/v1/score", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"}),
+    ]
+    assert [r.status_code for r in refusals] == [400, 400, 400, 415]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="word " * 2000)]), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert errors_counted(http, "invalid_input") == before["invalid_input"] + 4
+    assert errors_counted(http, "unsupported_media_type") == before["unsupported_media_type"] + 1
 
 
 def test_the_worker_hid_its_start_up_heap_from_the_garbage_collector(http):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import re
 from pathlib import Path
 
 import grpc
@@ -59,6 +60,11 @@ def test_overload_is_refused_at_once_on_both_transports(small):
     assert refused_http[0].headers["retry-after"] == "1"
     assert dict(refused_grpc[0].trailing_metadata())["fgrm-error-kind"] == "overloaded"
     assert "max_queue_items" in refused_grpc[0].details()
+    # every refusal counted once, the HTTP ones answered by the request gate before the engine
+    # included (they were not, and the FgrmQueueSaturated alert could not see HTTP overload)
+    with httpx.Client(base_url=small.base_url, timeout=30) as http:
+        counted = re.search(r'^fgrm_errors_total\{kind="overloaded"\} (\S+)$', http.get("/metrics").text, re.M)
+    assert counted and float(counted.group(1)) == len(refused_http) + len(refused_grpc)
 
 
 def test_profile_edits_need_the_admin_token(small):
