@@ -158,16 +158,14 @@ def completeness():
             r, imp = recs[i], model(i)
             if not len(imp):
                 continue
-            ctx = Context.of(r["question"], [])  # only the question's words are needed below
-            sw = [data[i]["words"][k] for k in range(len(imp))]
+            sw = data[i]["words"]
             p = 1 / (1 + np.exp(-imp))
             top = np.argsort(-imp)[:3]
             cov = {}
             for k in (1, 2, 3, 4):
                 words = content_words(r.get(f"prediction {k}") or "")
                 share = np.array([len(s & words) / len(s) if s else 0.0 for s in sw])
-                cov[k] = {"weighted": (p * share).sum() / p.sum(), "top3": share[top].mean(),
-                          "words": len(words - ctx.question_words)}
+                cov[k] = {"weighted": (p * share).sum() / p.sum(), "top3": share[top].mean()}
             for a, b in tables[i].pairs:
                 for name in ("weighted", "top3"):
                     acc.setdefault(name, []).append(float(cov[a][name] > cov[b][name]) if cov[a][name] != cov[b][name]
