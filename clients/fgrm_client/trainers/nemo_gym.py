@@ -72,7 +72,9 @@ class FgrmVerifier:
             [result] = await async_client(self.settings).score(
                 [item], self.settings.weight_map, self.settings.profile)
         components = weighted_totals(result)
-        reward = math.fsum(components.values())
+        # plain left-to-right sum in the dict's order, not math.fsum: a consumer that checks
+        # reward == sum(reward_components.values()) must get equality to the last bit
+        reward = sum(components.values())
         if not math.isclose(reward, result.mixed.total, rel_tol=1e-9, abs_tol=1e-9):
             raise ProtocolError(f"weighted per-type totals sum to {reward}, the service's mixed total is "
                                 f"{result.mixed.total}")
