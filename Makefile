@@ -46,8 +46,8 @@ bench: install
 
 # "Does it learn?" (clients/README.md): needs `make serve` running. SFT once (5 min), then one
 # fine-grained PPO run with relevance weighted up (60 steps, ~3 min on a quiet CPU); curves in
-# runs/ppo-demo/curves.png. Completeness at 3: with 1, the tiny policy learns to answer in one
-# word within 40 steps (a fragment passes relevance; clients/README.md).
+# runs/ppo-demo/curves.png. Completeness at 3: with 1, the tiny policy learns to answer nothing
+# within 40 steps (its every sentence is wrong, so silence pays; clients/README.md).
 PPO_WEIGHTS ?= relevance=2,factuality=1,completeness=3
 ppo-demo: install
 	test -f runs/sft/config.json || $(PY) clients/ppo/sft.py --out runs/sft --time-limit $(or $(SFT_SECONDS),300)

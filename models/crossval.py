@@ -15,6 +15,10 @@ non-tie human preferences. Beside each, on the same fold:
   thresholded by the recipe's own rule; for completeness, the best single response signal;
 - the best single engineered signal (any lexical signal of models.signals, same procedure): a
   stricter reference than the issue asks for, reported so nobody has to wonder.
+
+And for relevance, the share of the test fold's synthetic fragment answers (an answer's first 1-4
+words alone, models.tables) the head calls errors: no human label says so, but a reward that a
+policy can earn by answering in one word is a hole (clients/README.md).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import numpy as np
 from models.heads import LogisticHead, binary_metrics, choose_threshold, ece, fit_logistic, roc_auc
 from models.recipe import LEXICAL, Recipe, _completeness_rows, fit
 from models.signals import COMPLETENESS_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES
-from models.tables import RecordTable, features_of, stack
+from models.tables import RecordTable, features_of, stack, synthetic_fragments
 
 SEGMENT_KINDS = ("relevance", "factuality", "factuality_all")
 # the issue's "simple lexical-overlap signal" family
@@ -88,6 +92,10 @@ def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dic
                 row[key] = {"feature": base.features[0],
                             **_segment_report(base.p_error(x, SEGMENT_FEATURES), y, base.threshold)}
             fold[kind] = row
+        fragments = synthetic_fragments(test)
+        if "relevance" in fold and len(fragments):
+            flagged = heads.relevance.p_error(fragments, features_of("relevance")) > heads.relevance.threshold
+            fold["relevance"]["fragments_flagged"] = float(flagged.mean())
         a, b, _, _ = _completeness_rows(test, heads.relevance, heads.factuality)
         ta, tb, _, _ = _completeness_rows(train, heads.relevance, heads.factuality)
         comp = heads.completeness
@@ -127,6 +135,7 @@ def summarise(folds: list[dict]) -> dict:
                 s[f"{base}_{metric}"] = _ms(r[base][metric] for r in rows)
         s["majority_accuracy"] = _ms(r["majority_accuracy"] for r in rows)
         s["all_error_f1"] = _ms(r["all_error_f1"] for r in rows)
+        s["fragments_flagged"] = _ms(r.get("fragments_flagged") for r in rows)
         s["lexical_features"] = sorted({r["lexical"]["feature"] for r in rows})
         s["best_signal_features"] = sorted({r["best_signal"]["feature"] for r in rows})
         out[kind] = s
@@ -166,8 +175,8 @@ def markdown(results: list[dict]) -> str:
         return "–" if d["mean"] is None else f"{d['mean']:.3f} ± {d['std']:.3f}"
 
     lines = ["| recipe | type | accuracy (majority / lexical) | error-F1 (all-error / lexical) "
-             "| ROC-AUC (lexical / best signal) | ECE (lexical) |",
-             "|---|---|---|---|---|---|"]
+             "| ROC-AUC (lexical / best signal) | ECE (lexical) | fragments flagged |",
+             "|---|---|---|---|---|---|---|"]
     for res in results:
         s = res["summary"]
         for kind in SEGMENT_KINDS:
@@ -178,11 +187,12 @@ def markdown(results: list[dict]) -> str:
                          f"{k['lexical_accuracy']['mean']:.3f}) | {f(k['error_f1'])} "
                          f"({k['all_error_f1']['mean']:.3f} / "
                          f"{k['lexical_error_f1']['mean']:.3f}) | {f(k['auc'])} ({k['lexical_auc']['mean']:.3f} / "
-                         f"{k['best_signal_auc']['mean']:.3f}) | {f(k['ece'])} ({k['lexical_ece']['mean']:.3f}) |")
+                         f"{k['best_signal_auc']['mean']:.3f}) | {f(k['ece'])} ({k['lexical_ece']['mean']:.3f}) | "
+                         f"{f(k['fragments_flagged']) if k.get('fragments_flagged', {}).get('mean') is not None else ''} |")
         c = s["completeness"]
         lines.append(f"| {res['recipe']} | completeness (pairwise) | {f(c['pairwise_accuracy'])} (earlier "
                      f"{c['prefer_earlier_accuracy']['mean']:.3f} / lexical "
-                     f"{c['lexical_pairwise_accuracy']['mean']:.3f}) | | | |")
+                     f"{c['lexical_pairwise_accuracy']['mean']:.3f}) | | | | |")
     return "\n".join(lines)
 
 

@@ -107,6 +107,33 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, features: list[str], all_features
                         float(model.intercept_[0]), threshold)
 
 
+def add_flag(head: LogisticHead, x: np.ndarray, y: np.ndarray, name: str, all_features: tuple[str, ...],
+             c: float = 1.0, weight: np.ndarray | None = None) -> LogisticHead:
+    """`head` plus one 0/1 feature `name` whose coefficient alone is fitted, every other weight
+    frozen: L2-penalised logistic loss (scikit-learn's objective, C * sum(w * loss) + coef**2 / 2)
+    over the rows where the flag is 1, with the head's logit as the offset. Rows without the flag
+    score exactly as before, which is the point: the flag covers inputs the labelled data hardly
+    has (models.recipe), and fitting it jointly would let those rows bend the other weights."""
+    from scipy.optimize import minimize_scalar
+
+    if name in head.features:
+        raise ValueError(f"head already has feature {name!r}")
+    on = x[:, all_features.index(name)] > 0.5
+    w = (np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64))[on]
+    y_on = np.asarray(y, dtype=np.float64)[on]
+    cols = head.columns(all_features)
+    offset = ((x[on][:, cols] - np.asarray(head.mean)) / np.asarray(head.scale)) @ np.asarray(head.coef) + head.intercept
+
+    def objective(beta: float) -> float:
+        z = offset + beta
+        loss = np.logaddexp(0.0, z) - y_on * z  # -log P(y | z), stable
+        return float(c * (w * loss).sum() + beta * beta / 2)
+
+    beta = float(minimize_scalar(objective, bounds=(-50.0, 50.0), method="bounded").x) if on.any() else 0.0
+    return LogisticHead([*head.features, name], [*head.mean, 0.0], [*head.scale, 1.0], [*head.coef, beta],
+                        head.intercept, head.threshold, head.calibration)
+
+
 def fit_preference(a: np.ndarray, b: np.ndarray, features: list[str], all_features: tuple[str, ...],
                    c: float = 0.1, responses: np.ndarray | None = None,
                    weight: np.ndarray | None = None) -> PreferenceHead:

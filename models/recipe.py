@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.heads import (LogisticHead, PreferenceHead, calibrate, choose_threshold, fit_logistic, fit_platt,
-                          fit_preference)
+from models.heads import (LogisticHead, PreferenceHead, add_flag, calibrate, choose_threshold, fit_logistic,
+                          fit_platt, fit_preference)
 from models.signals import (COMPLETENESS_FEATURES, CONTEXT_VIEWS, RESPONSE_FEATURES, SEGMENT_FEATURES,
                            SUBSENTENCE_FEATURES, completeness_input)
-from models.tables import RecordTable, features_of, stack, synthetic_factuality, synthetic_relevance
+from models.tables import (RecordTable, features_of, stack, synthetic_factuality, synthetic_fragments,
+                           synthetic_relevance)
 
 LEXICAL = tuple(f for f in SEGMENT_FEATURES if not f.startswith("cos_"))
-LEXICAL_IN_CONTEXT = LEXICAL + tuple(f"{view}.{name}" for view in CONTEXT_VIEWS for name in LEXICAL)
+LEXICAL_IN_CONTEXT = LEXICAL + tuple(f"{view}.{name}" for view in CONTEXT_VIEWS for name in LEXICAL) + ("fragment",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class Recipe:
     # for 0.003 of CV AUC (README "Quality").
     relevance_augment_weight: float = 0.3
     augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
+    # The synthetic fragment answers (models.tables): the first 1-4 words of an answer are relevance
+    # errors. The head is fitted without them, then only the weight of the `fragment` flag is fitted
+    # on the flagged rows (models.heads.add_flag), so every other sub-sentence scores as before.
+    # Fitted jointly instead, the fragments taught the head that any one-sentence answer is suspect
+    # (6 of the 8 on-topic answers of the off-topic contrast cases flagged: README "Quality").
+    fragment_weight: float = 1.0
+    fragment_jointly: bool = False
     # The served segment heads: the average of the inner-fold heads whose held-out predictions the
     # Platt calibration and the threshold were fitted on (True), so that what is calibrated is
     # exactly what is served; or refitted on every training record (False: sharper than the heads
@@ -57,7 +65,7 @@ class Recipe:
 
 RECIPES = {
     "signals-lr": Recipe(),
-    "signals-lr-no-context": Recipe("signals-lr-no-context", SEGMENT_FEATURES, c_relevance=1.0,
+    "signals-lr-no-context": Recipe("signals-lr-no-context", SEGMENT_FEATURES + ("fragment",), c_relevance=1.0,
                                     relevance_augment_weight=0.1),
     "signals-lr-context-aug0.1": Recipe("signals-lr-context-aug0.1", c_relevance=0.03, relevance_augment_weight=0.1),
     "signals-lr-context-c0.03": Recipe("signals-lr-context-c0.03", c_relevance=0.03),
@@ -71,6 +79,10 @@ RECIPES = {
     "signals-lr-threshold-acc+f1": Recipe("signals-lr-threshold-acc+f1", relevance_threshold_objective="acc+f1"),
     "signals-lr-no-platt": Recipe("signals-lr-no-platt", platt=False),
     "signals-lr-no-augment": Recipe("signals-lr-no-augment", augment=False),
+    "signals-lr-no-fragments": Recipe("signals-lr-no-fragments", SUBSENTENCE_FEATURES[:-1], fragment_weight=0.0),
+    "signals-lr-fragments0.1": Recipe("signals-lr-fragments0.1", fragment_weight=0.1),
+    "signals-lr-fragments10": Recipe("signals-lr-fragments10", fragment_weight=10.0),
+    "signals-lr-fragments-jointly": Recipe("signals-lr-fragments-jointly", fragment_jointly=True),
     "signals-lr-refit": Recipe("signals-lr-refit", average_folds=False),
     "signals-lr-coverage": Recipe("signals-lr-coverage", completeness_features=(
         "passage_coverage", "question_passage_coverage", "relevance_ok_sum", "factuality_p_sum", "factuality_p_mean",
@@ -93,14 +105,23 @@ def _segment_heads(tables: list[RecordTable], recipe: Recipe, threshold_rel=0.5,
     if recipe.augment:
         xa, ya = synthetic_relevance(tables)
         xr, yr, wr = np.concatenate([xr, xa]), np.r_[yr, ya], np.r_[wr, np.full(len(ya), recipe.relevance_augment_weight)]
+    flag = "fragment" in recipe.relevance_features and not recipe.fragment_jointly
+    if recipe.augment and recipe.fragment_weight:
+        xg = synthetic_fragments(tables)
+        xr, yr, wr = np.concatenate([xr, xg]), np.r_[yr, np.ones(len(xg), dtype=yr.dtype)], \
+            np.r_[wr, np.full(len(xg), recipe.fragment_weight)]
+    # with the flag fitted apart, the head itself never sees a flagged row
+    first = xr[:, SUBSENTENCE_FEATURES.index("fragment")] < 0.5 if flag else np.ones(len(yr), dtype=bool)
     xf, yf, _ = stack(tables, "factuality")
     wf = np.ones(len(yf))
     if recipe.augment:
         xs = synthetic_factuality(tables)
         xf, yf, wf = np.concatenate([xf, xs]), np.r_[yf, np.ones(len(xs), dtype=yf.dtype)], \
             np.r_[wf, np.full(len(xs), recipe.factuality_augment_weight)]
-    rel = fit_logistic(xr, yr, list(recipe.relevance_features), SUBSENTENCE_FEATURES, recipe.c_relevance,
-                       threshold_rel, wr)
+    rel = fit_logistic(xr[first], yr[first], [f for f in recipe.relevance_features if not (flag and f == "fragment")],
+                       SUBSENTENCE_FEATURES, recipe.c_relevance, threshold_rel, wr[first])
+    if flag:
+        rel = add_flag(rel, xr, yr, "fragment", SUBSENTENCE_FEATURES, recipe.c_relevance, wr)
     fact = fit_logistic(xf, yf, list(recipe.factuality_features), SEGMENT_FEATURES, recipe.c_segment, threshold_fact,
                         wf)
     return rel, fact

@@ -59,8 +59,13 @@ RESPONSE_FEATURES = (
 # sees each signal of the previous and next sub-sentence, and its mean, max and running mean
 # over the answer: still a pure function of the one response.
 CONTEXT_VIEWS = ("prev", "next", "mean", "max", "sofar")
+# A piece shorter than the segmenter ever cuts (models.segment merges pieces under 5 words into
+# the previous one) is either a whole answer that short or a fragment: 1 of the 2,156 labelled
+# sub-sentences. Without this flag the head extrapolates its signals and a one-word answer passed
+# relevance, which a PPO policy under relevance weight 2 learnt to exploit (clients/README.md).
+FRAGMENT_WORDS = 5
 SUBSENTENCE_FEATURES = SEGMENT_FEATURES + tuple(f"{view}.{name}" for view in CONTEXT_VIEWS
-                                                for name in SEGMENT_FEATURES)
+                                                for name in SEGMENT_FEATURES) + ("fragment",)
 # completeness is stacked on the segment heads: their P(error) summarised per response
 STACK_FEATURES = ("relevance_p_mean", "relevance_p_max", "relevance_ok_sum",
                   "factuality_p_mean", "factuality_p_max", "factuality_p_sum")
@@ -200,7 +205,8 @@ def segment_features(ctx: Context, response: str, segs: list[Segment],
 
 def in_context(x: np.ndarray) -> np.ndarray:
     """One response's segment signals (n, len(SEGMENT_FEATURES)) -> (n, len(SUBSENTENCE_FEATURES)):
-    the signals, then each CONTEXT_VIEWS of them (0 where there is no previous / next segment)."""
+    the signals, then each CONTEXT_VIEWS of them (0 where there is no previous / next segment),
+    then the fragment flag (fewer than FRAGMENT_WORDS words)."""
     n = len(x)
     if n == 0:
         return np.zeros((0, len(SUBSENTENCE_FEATURES)))
@@ -209,7 +215,9 @@ def in_context(x: np.ndarray) -> np.ndarray:
     mean = np.broadcast_to(x.mean(0), x.shape)
     top = np.broadcast_to(x.max(0), x.shape)
     sofar = np.cumsum(x, 0) / np.arange(1, n + 1)[:, None]
-    return np.hstack([x, prev, nxt, mean, top, sofar])
+    n_words = np.expm1(x[:, SEGMENT_FEATURES.index("log_words")])
+    fragment = (n_words < FRAGMENT_WORDS - 0.5).astype(np.float64)[:, None]
+    return np.hstack([x, prev, nxt, mean, top, sofar, fragment])
 
 
 def response_features(ctx: Context, response: str, sents: list[Segment],

@@ -16,7 +16,7 @@ import numpy as np
 from models.data import IGNORE, error_spans, fold_of, label_response, passages_of, preference_pairs
 from models.segment import sentences
 from models.signal_model import item_features, item_texts
-from models.signals import SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context
+from models.signals import FRAGMENT_WORDS, SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context
 
 
 @dataclass
@@ -35,6 +35,7 @@ class RecordTable:
     aug_rel_x: np.ndarray | None = None
     aug_rel_y: np.ndarray | None = None
     aug_fact_x: np.ndarray | None = None  # synthetic factuality errors (one corrupted sentence each)
+    aug_frag_x: np.ndarray | None = None  # synthetic relevance errors: the first words of prediction 1
     aug_pairs: list = field(default_factory=list)  # (preferred key, other key) of resp_x / seg_x
 
 
@@ -89,7 +90,10 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
     - a wrong fact: prediction 1 with a supported sentence's number changed or a name swapped
       for one from another question's passages: that sentence is a factuality error;
     - truncated: each prediction is preferred over its own first sentence (completeness is
-      coverage: the cut answer says less of what the passages say).
+      coverage: the cut answer says less of what the passages say);
+    - fragments: the first 1 to FRAGMENT_WORDS - 1 words of prediction 1, each alone as an answer,
+      are relevance errors (a piece of an answer is not an answer; kept apart from the rows
+      above because the recipe weighs them on their own).
     """
     q, ps, resp = record["question"], passages_of(record), ex.response
     sents = sentences(resp)
@@ -113,6 +117,7 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
     add(resp.rstrip() + " " + sents[0].text, lambda s: old.get(s.start, IGNORE) if s.start < cut else 1)
     table.aug_rel_x = np.concatenate(xs)
     table.aug_rel_y = np.concatenate(ys)
+    table.aug_frag_x = _fragments(record, resp, embed)
     corrupted = _corrupt(record, ex, donor)
     if corrupted is not None:
         text, start = corrupted
@@ -131,6 +136,20 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
         sx, tx, table.resp_x[key] = item_signals(embed, q, ps, first, subs, sentences(first))
         table.seg_x[key] = (sx, tx)
         table.aug_pairs.append((k, key))
+
+
+def _fragments(record: dict, response: str, embed) -> np.ndarray:
+    """Sub-sentence signals of the response's first 1 .. FRAGMENT_WORDS - 1 words, each scored
+    alone as an answer (one row each; fewer when the response is that short)."""
+    words = response.split()
+    rows = [np.zeros((0, len(SUBSENTENCE_FEATURES)))]
+    for n in range(1, min(FRAGMENT_WORDS, len(words))):
+        text = " ".join(words[:n])
+        subs = label_response(record, text, None).subsentences
+        rows.append(item_signals(embed, record["question"], passages_of(record), text, subs, sentences(text))[0])
+    x = np.concatenate(rows)
+    # "1,500" is one word to str.split and two to the signals: keep what the flag calls a fragment
+    return x[x[:, SUBSENTENCE_FEATURES.index("fragment")] > 0.5]
 
 
 def record_table(record: dict, embed, n_folds: int = 5, donor: dict | None = None,
@@ -179,6 +198,12 @@ def synthetic_relevance(tables: list[RecordTable]) -> tuple[np.ndarray, np.ndarr
     if not xs:
         return np.zeros((0, len(SUBSENTENCE_FEATURES))), np.zeros(0, dtype=np.int64)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def synthetic_fragments(tables: list[RecordTable]) -> np.ndarray:
+    """Signals of the synthetic fragment answers (relevance label 1; training only)."""
+    xs = [t.aug_frag_x for t in tables if t.aug_frag_x is not None]
+    return np.concatenate(xs) if xs else np.zeros((0, len(SUBSENTENCE_FEATURES)))
 
 
 def synthetic_factuality(tables: list[RecordTable]) -> np.ndarray:

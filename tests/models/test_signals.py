@@ -25,7 +25,7 @@ def test_in_context_adds_the_neighbours_and_the_answer_summaries_of_every_signal
     f = len(SEGMENT_FEATURES)
     x = np.arange(3 * f, dtype=np.float64).reshape(3, f)  # row k: k*f, ..., k*f + f - 1
     got = in_context(x)
-    assert got.shape == (3, len(SUBSENTENCE_FEATURES)) == (3, 6 * f)
+    assert got.shape == (3, len(SUBSENTENCE_FEATURES)) == (3, 6 * f + 1)
     col = {name: k for k, name in enumerate(SUBSENTENCE_FEATURES)}
     j = SEGMENT_FEATURES.index("novel")
     own = x[:, j]  # [j, f + j, 2f + j]
@@ -35,11 +35,21 @@ def test_in_context_adds_the_neighbours_and_the_answer_summaries_of_every_signal
     assert got[:, col["mean.novel"]].tolist() == [own.mean()] * 3
     assert got[:, col["max.novel"]].tolist() == [own[2]] * 3
     assert got[:, col["sofar.novel"]].tolist() == pytest.approx([own[0], own[:2].mean(), own.mean()])
-    assert in_context(np.zeros((0, f))).shape == (0, 6 * f)
+    assert in_context(np.zeros((0, f))).shape == (0, 6 * f + 1)
     # one segment: no neighbours, and the answer's summaries are the segment itself
     one = in_context(x[:1])
     assert one[0, col["prev.novel"]] == one[0, col["next.novel"]] == 0.0
     assert one[0, col["mean.novel"]] == one[0, col["max.novel"]] == one[0, col["sofar.novel"]] == x[0, j]
+
+
+def test_the_fragment_flag_marks_pieces_shorter_than_the_segmenter_ever_cuts():
+    ctx = Context.of(QUESTION, PASSAGES)
+    for response, flag in (("Shakespeare", 1.0), ("the", 1.0), ("William Shakespeare wrote it.", 1.0),
+                           ("William Shakespeare wrote Hamlet then.", 0.0),
+                           ("Hamlet is a tragedy written by William Shakespeare.", 0.0)):
+        subs = subsentences(response)
+        got = in_context(segment_features(ctx, response, subs))[:, SUBSENTENCE_FEATURES.index("fragment")]
+        assert got.tolist() == [flag] * len(subs), response
 
 
 def test_a_made_up_number_or_name_is_unsupported_and_a_supported_sentence_is_not():
@@ -82,6 +92,31 @@ def test_logistic_head_matches_scikit_learn_and_survives_json():
                                                               head.p_error(x, SEGMENT_FEATURES))
     with pytest.raises(ValueError, match="signals"):
         LogisticHead(["no_such_signal"], [0.0], [1.0], [1.0], 0.0).p_error(x, SEGMENT_FEATURES)
+
+
+def test_a_flag_fitted_apart_leaves_every_unflagged_row_as_it_was():
+    from models.heads import add_flag
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, len(SEGMENT_FEATURES)))
+    x[:, 5] = 0.0
+    x[:40, 5] = 1.0  # 40 flagged rows, all errors
+    y = np.r_[np.ones(40), (x[40:, 3] > 0)].astype(int)
+    base = fit_logistic(x[40:], y[40:], [SEGMENT_FEATURES[3]], SEGMENT_FEATURES, c=1.0)
+    head = add_flag(base, x, y, SEGMENT_FEATURES[5], SEGMENT_FEATURES, c=1.0)
+    assert head.features == [SEGMENT_FEATURES[3], SEGMENT_FEATURES[5]]
+    assert np.array_equal(head.p_error(x[40:], SEGMENT_FEATURES), base.p_error(x[40:], SEGMENT_FEATURES))
+    assert (head.p_error(x[:40], SEGMENT_FEATURES) > base.p_error(x[:40], SEGMENT_FEATURES)).all()
+    assert head.p_error(x[:40], SEGMENT_FEATURES).mean() > 0.8 > base.p_error(x[:40], SEGMENT_FEATURES).mean()
+    # its weight is the penalised optimum: C * sum(loss) + beta**2 / 2 is larger either side of it
+    beta = head.coef[-1]
+    def objective(b):
+        z = base.p_error(x[:40], SEGMENT_FEATURES)
+        z = np.log(z / (1 - z)) + b
+        return float(np.logaddexp(0.0, z).sum() - z.sum() + b * b / 2)
+    assert objective(beta) < min(objective(beta - 0.05), objective(beta + 0.05))
+    again = head_from_json(json.loads(json.dumps(head.to_json())))
+    assert np.array_equal(again.p_error(x, SEGMENT_FEATURES), head.p_error(x, SEGMENT_FEATURES))
 
 
 def test_the_average_of_fold_heads_has_the_mean_of_their_logits():

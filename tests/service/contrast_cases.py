@@ -2,13 +2,15 @@
 
 Each case: a question with passages, a `better` and a `worse` response that differ in one way
 only, and the feedback type whose total must be higher for `better` (completeness: its score).
-Four kinds, eight cases each:
+Five kinds, eight cases each:
 
 - off_topic:  an on-topic answer vs an answer about something else (relevance)
 - fabricated: a sentence the passage supports vs the same sentence with a made-up name, date
               or number (factuality)
 - repeated:   an answer vs the same answer with one sentence repeated (relevance: "Redundant")
 - truncated:  a complete answer vs its first sentence only (completeness)
+- fragment:   an on-topic answer vs its first 1-4 words alone (relevance: a piece of an answer is
+              not an answer; added 2026-11-28 after a PPO policy learnt to answer in one word)
 
 Written for this project; the passages paraphrase common encyclopaedic facts.
 """
@@ -137,6 +139,9 @@ def cases() -> list[dict]:
     for (q, ps), text in zip(TOPICS, COMPLETE):
         out.append({"kind": "truncated", "type": "completeness", "question": q, "passages": ps, "better": text,
                     "worse": _first_sentence(text)})
+    for n, ((q, ps), (good, _)) in enumerate(zip(TOPICS, OFF_TOPIC)):
+        out.append({"kind": "fragment", "type": "relevance", "question": q, "passages": ps, "better": good,
+                    "worse": " ".join(good.split()[: 1 + n % 4])})
     return out
 
 

@@ -67,13 +67,13 @@ def test_two_workers_serve_the_same_profile_after_a_write_and_a_restart_keeps_it
     with start_service(tmp_path / "two", workers="2", admin_token=ADMIN_TOKEN, state_dir=str(state)) as svc:
         base = svc.base_url
         first = put_until(base, "ppo", {"relevance": 2.0, "factuality": 0.5})
-        want = {"relevance": 2.0, "factuality": 0.5, "completeness": 0.0}
+        want = {"relevance": 2.0, "factuality": 0.5, "completeness": 1.0}  # unnamed: the type's default
         pids = read_from_every_worker(base, "ppo", want)
         assert first in pids and len(pids) == 2
         # and the other way round: a write through the other worker, read by both
         other = (pids - {first}).pop()
-        put_until(base, "ppo", {"completeness": 1.0}, pid=other)
-        want = {"relevance": 1.0, "factuality": 1.0, "completeness": 1.0}
+        put_until(base, "ppo", {"completeness": 0.0}, pid=other)
+        want = {"relevance": 1.0, "factuality": 1.0, "completeness": 0.0}
         assert read_from_every_worker(base, "ppo", want) == pids
         for _ in range(6):  # several connections, so both workers' gRPC servers are likely asked
             assert grpc_profiles(svc.grpc_target)["ppo"] == want
@@ -96,7 +96,7 @@ def test_a_read_only_server_refuses_writes_and_serves_the_mounted_profiles(tmp_p
         assert error["message"].startswith("profiles are read-only on this server (FGRM_READ_ONLY): they come "
                                            "from its configuration files (")
         assert str(mounted) in error["message"] and "ConfigMap" in error["message"]
-        want = {"relevance": 3.0, "factuality": 1.0, "completeness": 0.0}
+        want = {"relevance": 3.0, "factuality": 1.0, "completeness": 1.0}
         assert fresh("GET", f"{svc.base_url}/v1/profiles").json()["profiles"]["cluster"] == want
         assert grpc_profiles(svc.grpc_target)["cluster"] == want
         assert "profiles are READ-ONLY" in svc.log_path.read_text()
