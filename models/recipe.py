@@ -49,6 +49,9 @@ class Recipe:
     # for 0.003 of CV AUC (README "Quality").
     relevance_augment_weight: float = 0.3
     augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
+    # which synthetic preference pairs (models.tables): each prediction over its own first sentence
+    # ("truncated") and, not shipped (README "Quality"), over the question said back ("echo")
+    synthetic_pairs: tuple[str, ...] = ("truncated",)
     # The synthetic fragment answers (models.tables): the first 1-4 words of an answer are relevance
     # errors. The head is fitted without them, then only the weight of the `fragment` flag is fitted
     # on the flagged rows (models.heads.add_flag), so every other sub-sentence scores as before.
@@ -83,6 +86,7 @@ RECIPES = {
     "signals-lr-fragments0.1": Recipe("signals-lr-fragments0.1", fragment_weight=0.1),
     "signals-lr-fragments10": Recipe("signals-lr-fragments10", fragment_weight=10.0),
     "signals-lr-fragments-jointly": Recipe("signals-lr-fragments-jointly", fragment_jointly=True),
+    "signals-lr-echo": Recipe("signals-lr-echo", synthetic_pairs=("truncated", "echo")),
     "signals-lr-refit": Recipe("signals-lr-refit", average_folds=False),
     "signals-lr-coverage": Recipe("signals-lr-coverage", completeness_features=(
         "passage_coverage", "question_passage_coverage", "relevance_ok_sum", "factuality_p_sum", "factuality_p_mean",
@@ -128,9 +132,11 @@ def _segment_heads(tables: list[RecordTable], recipe: Recipe, threshold_rel=0.5,
 
 
 def _completeness_rows(tables: list[RecordTable], rel: LogisticHead, fact: LogisticHead,
-                       synthetic_weight: float | None = None):
+                       synthetic_weight: float | None = None, synthetic_pairs: tuple[str, ...] = ("truncated",),
+                       real_pairs: bool = True):
     """(preferred rows, other rows, every real response's row, pair weights) of the completeness
-    signals; with `synthetic_weight` the synthetic pairs are added at that weight (training only)."""
+    signals; with `synthetic_weight` the synthetic pairs of the kinds `synthetic_pairs` are added
+    at that weight (training; and the CV's synthetic-pair checks, with `real_pairs` False)."""
     a, b, pool, w = [], [], [], []
     for t in tables:
         rows = {}
@@ -139,9 +145,9 @@ def _completeness_rows(tables: list[RecordTable], rel: LogisticHead, fact: Logis
                                          fact.p_error(sent_x, SEGMENT_FEATURES))
             if isinstance(k, int):  # real predictions only set the score normalisation
                 pool.append(rows[k])
-        pairs = [(p, o, 1.0) for p, o in t.pairs]
+        pairs = [(p, o, 1.0) for p, o in t.pairs] if real_pairs else []
         if synthetic_weight:
-            pairs += [(p, o, synthetic_weight) for p, o in t.aug_pairs]
+            pairs += [(p, o, synthetic_weight) for p, o in t.aug_pairs if o.split("-")[0] in synthetic_pairs]
         for p, o, weight in pairs:
             if p in rows and o in rows:
                 a.append(rows[p])
@@ -178,7 +184,8 @@ def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
             x, y, _ = stack(held, kind)
             oof[kind][0].append(head.p_error(x, features_of(kind)))
             oof[kind][1].append(y)
-        a, b, pool, w = _completeness_rows(held, rel, fact, recipe.augment_pair_weight if recipe.augment else None)
+        a, b, pool, w = _completeness_rows(held, rel, fact, recipe.augment_pair_weight if recipe.augment else None,
+                                           recipe.synthetic_pairs)
         w_rows.append(w)
         a_rows.append(a)
         b_rows.append(b)
@@ -202,7 +209,8 @@ def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
         rel, fact = _segment_heads(tables, recipe, thresholds["relevance"], thresholds["factuality"])
     rel.calibration, fact.calibration = calibrations["relevance"], calibrations["factuality"]
     if not a_rows:
-        a, b, pool, w = _completeness_rows(tables, rel, fact, recipe.augment_pair_weight if recipe.augment else None)
+        a, b, pool, w = _completeness_rows(tables, rel, fact, recipe.augment_pair_weight if recipe.augment else None,
+                                           recipe.synthetic_pairs)
         a_rows, b_rows, pool_rows, w_rows = [a], [b], [pool], [w]
     completeness = fit_preference(np.concatenate(a_rows), np.concatenate(b_rows), list(recipe.completeness_features),
                                   COMPLETENESS_FEATURES, recipe.c_completeness, np.concatenate(pool_rows),

@@ -90,7 +90,8 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
     - a wrong fact: prediction 1 with a supported sentence's number changed or a name swapped
       for one from another question's passages: that sentence is a factuality error;
     - truncated: each prediction is preferred over its own first sentence (completeness is
-      coverage: the cut answer says less of what the passages say);
+      coverage: the cut answer says less of what the passages say), and over the question
+      said back as a statement ("echo");
     - fragments: the first 1 to FRAGMENT_WORDS - 1 words of prediction 1, each alone as an answer,
       are relevance errors (a piece of an answer is not an answer; kept apart from the rows
       above because the recipe weighs them on their own).
@@ -124,6 +125,12 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
         new_sents = sentences(text)
         tx = item_signals(embed, q, ps, text, label_response(record, text, None).subsentences, new_sents)[1]
         table.aug_fact_x = tx[[k for k, s in enumerate(new_sents) if s.start == start]]
+    _preference_contrasts(table, record, embed)
+
+
+def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
+    """The synthetic completeness pairs of `_augment` (training only)."""
+    q, ps = record["question"], passages_of(record)
     # completeness means coverage: each prediction says more than its own first sentence
     for k in (1, 2, 3, 4):
         text = record.get(f"prediction {k}") or ""
@@ -136,6 +143,15 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
         sx, tx, table.resp_x[key] = item_signals(embed, q, ps, first, subs, sentences(first))
         table.seg_x[key] = (sx, tx)
         table.aug_pairs.append((k, key))
+    # ...and more than the question it was asked: the question said back as an answer covers
+    # nothing (recipe signals-lr-echo; not shipped: README "Quality", "What else a policy could write")
+    echo = q.strip().rstrip("?").strip()
+    if echo:
+        echo += "."
+        subs = label_response(record, echo, None).subsentences
+        sx, tx, table.resp_x["echo"] = item_signals(embed, q, ps, echo, subs, sentences(echo))
+        table.seg_x["echo"] = (sx, tx)
+        table.aug_pairs += [(k, "echo") for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
 
 
 def _fragments(record: dict, response: str, embed) -> np.ndarray:
