@@ -39,7 +39,7 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException):
     if not isinstance(exc, ServiceError):
         log.exception("unexpected error", exc_info=exc)
         exc = BackendFailure("unexpected server error; see the server log")
-    count_answered_error(exc)
+    count_answered_error(exc, "grpc")
     code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
     metadata = [("fgrm-error-kind", exc.kind)]
     if isinstance(exc, InvalidInput):

@@ -55,7 +55,7 @@ def error_response(exc: BaseException) -> Response:
     if not isinstance(exc, ServiceError):
         log.exception("unexpected error", exc_info=exc)
         exc = BackendFailure("unexpected server error; see the server log")
-    count_answered_error(exc)
+    count_answered_error(exc, "http")
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
     headers = {"x-fgrm-error": exc.kind}  # tells ErrorBodyMiddleware this body is already ours
     if isinstance(exc, (Overloaded, NotReady)):

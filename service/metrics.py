@@ -30,8 +30,11 @@ class EngineMetrics:
         import prometheus_client as pc
 
         kw = {"registry": registry} if registry is not None else {}
-        self.requests = pc.Counter("fgrm_requests", "Scoring requests by transport and API.",
-                                   ["transport", "api"], **kw)
+        # api "score" / "mix": counted by the engine; "refused": answered with an error by a
+        # transport before the engine saw it (count_answered_error), so that errors / requests
+        # (the alerts' ratios) never exceeds 1
+        self.requests = pc.Counter("fgrm_requests", "Requests by transport and API ('refused': answered with an "
+                                   "error before the engine saw them).", ["transport", "api"], **kw)
         self.items = pc.Counter("fgrm_items", "Items scored, by transport.", ["transport"], **kw)
         # counted once per error answered: by the engine for the requests it runs, by the
         # transports for what they refuse before it (count_answered_error)
@@ -82,12 +85,12 @@ def mark_counted(exc: BaseException) -> None:
     setattr(exc, _COUNTED, True)
 
 
-def count_answered_error(exc: BaseException) -> None:
+def count_answered_error(exc: BaseException, transport: str) -> None:
     """Count an error a transport is about to answer with, unless it (or the error it was made
-    from) was counted already. What the engine never sees is counted here: the request gate's
-    refusals (overload, size, media type), body validation and decoding, authentication,
-    unknown paths. Without this, HTTP overload refusals, which the gate answers before the
-    engine, were invisible to the FgrmQueueSaturated alert."""
+    from) was counted already. What the engine never sees is counted here, error and request
+    (api "refused"): the request gate's refusals (overload, size, media type), body validation
+    and decoding, authentication, unknown paths. Without this, HTTP overload refusals, which the
+    gate answers before the engine, were invisible to the FgrmQueueSaturated alert."""
     seen: BaseException | None = exc
     for _ in range(8):  # an error re-raised as another (`raise X from None` keeps __context__)
         if seen is None:
@@ -95,5 +98,7 @@ def count_answered_error(exc: BaseException) -> None:
         if getattr(seen, _COUNTED, False):
             return
         seen = seen.__cause__ or seen.__context__
-    EngineMetrics.shared().errors.labels(getattr(exc, "kind", "internal")).inc()
+    metrics = EngineMetrics.shared()
+    metrics.errors.labels(getattr(exc, "kind", "internal")).inc()
+    metrics.requests.labels(transport, "refused").inc()
     mark_counted(exc)

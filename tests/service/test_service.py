@@ -370,14 +370,22 @@ def errors_counted(http, kind: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def requests_counted(http, transport: str, api: str) -> float:
+    found = re.search(rf'^fgrm_requests_total\{{api="{api}",transport="{transport}"\}} (\S+)$', http.get("/metrics").text,
+                      re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_every_error_answered_is_counted_once_whoever_refused_it(http, rpc):
     # The engine counts the errors of the requests it runs; the transports count what they refuse
-    # before it (body validation, the request gate, decoding). Each exactly once.
+    # before it (body validation, the request gate, decoding). Each exactly once, and each refused
+    # request as a request too, so that errors never outnumber requests.
     stub, _ = rpc
     before = {k: errors_counted(http, k) for k in ("invalid_input", "unsupported_media_type")}
+    before_requests = {api: requests_counted(http, "http", api) for api in ("score", "refused")}
     refusals = [
         http.post("/v1/score", json={"items": [{"response": 5}]}),  # BentoML's validation, rewritten
-        http.post("/v1/score", json={"items": [{"response": "x", "token_offsets": [[0, 9]]}]}),  # decoding
+        http.post("/v1/score", json={"items": [{"response": "x", "token_offsets": [[0, 9]]}]}),  # the engine's checks
         http.post("/v1/score", json={"items": [{"response": "word " * 2000}]}),  # the engine
         http.post("/v1/score", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"}),
     ]
@@ -387,6 +395,9 @@ def test_every_error_answered_is_counted_once_whoever_refused_it(http, rpc):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert errors_counted(http, "invalid_input") == before["invalid_input"] + 4
     assert errors_counted(http, "unsupported_media_type") == before["unsupported_media_type"] + 1
+    # two refused before the engine (BentoML's validation, the 415), two refused by it
+    assert requests_counted(http, "http", "refused") == before_requests["refused"] + 2
+    assert requests_counted(http, "http", "score") == before_requests["score"] + 2
 
 
 def test_the_worker_hid_its_start_up_heap_from_the_garbage_collector(http):

@@ -65,6 +65,11 @@ def test_overload_is_refused_at_once_on_both_transports(small):
     with httpx.Client(base_url=small.base_url, timeout=30) as http:
         counted = re.search(r'^fgrm_errors_total\{kind="overloaded"\} (\S+)$', http.get("/metrics").text, re.M)
     assert counted and float(counted.group(1)) == len(refused_http) + len(refused_grpc)
+    # and as requests: the refusal ratio of the alerts cannot exceed 1
+    with httpx.Client(base_url=small.base_url, timeout=30) as http:
+        text = http.get("/metrics").text
+    requests = sum(float(v) for v in re.findall(r'^fgrm_requests_total\{[^}]*\} (\S+)$', text, re.M))
+    assert requests >= float(counted.group(1))
 
 
 def test_profile_edits_need_the_admin_token(small):
