@@ -91,10 +91,10 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
       for one from another question's passages: that sentence is a factuality error;
     - truncated: each prediction is preferred over its own first sentence (completeness is
       coverage: the cut answer says less of what the passages say), and over the question
-      said back as a statement ("echo");
+      said back as a statement ("echo"; used by the recipe signals-lr-echo only);
     - fragments: the first 1 to FRAGMENT_WORDS - 1 words of prediction 1, each alone as an answer,
       are relevance errors (a piece of an answer is not an answer; kept apart from the rows
-      above because the recipe weighs them on their own).
+      above because the recipe fits only the `fragment` flag's weight on them).
     """
     q, ps, resp = record["question"], passages_of(record), ex.response
     sents = sentences(resp)

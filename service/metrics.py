@@ -90,7 +90,9 @@ def count_answered_error(exc: BaseException, transport: str) -> None:
     from) was counted already. What the engine never sees is counted here, error and request
     (api "refused"): the request gate's refusals (overload, size, media type), body validation
     and decoding, authentication, unknown paths. Without this, HTTP overload refusals, which the
-    gate answers before the engine, were invisible to the FgrmQueueSaturated alert."""
+    gate answers before the engine, were invisible to the FgrmQueueSaturated alert. (An error
+    raised after the engine answered, e.g. while a transport encodes the result, is rare and is
+    counted as a refused request too: an over-count, never an error without its request.)"""
     seen: BaseException | None = exc
     for _ in range(8):  # an error re-raised as another (`raise X from None` keeps __context__)
         if seen is None:
