@@ -43,13 +43,17 @@ class LogisticHead:
             raise ValueError(f"head needs signals {missing} that this version does not compute")
         return [all_features.index(f) for f in self.features]
 
+    def logit(self, x: np.ndarray, all_features: tuple[str, ...]) -> np.ndarray:
+        """The regression's logit per row of `x`, before the Platt recalibration."""
+        z = (x[:, self.columns(all_features)] - np.asarray(self.mean)) / np.asarray(self.scale)
+        return z @ np.asarray(self.coef) + self.intercept
+
     def p_error(self, x: np.ndarray, all_features: tuple[str, ...]) -> np.ndarray:
         """P(error) per row of `x` (columns in `all_features` order)."""
         if len(x) == 0:
             return np.zeros(0)
-        z = (x[:, self.columns(all_features)] - np.asarray(self.mean)) / np.asarray(self.scale)
         a, b = self.calibration
-        return sigmoid(a * (z @ np.asarray(self.coef) + self.intercept) + b)
+        return sigmoid(a * self.logit(x, all_features) + b)
 
     def to_json(self) -> dict:
         return {"type": "logistic", **asdict(self)}
@@ -121,8 +125,7 @@ def add_flag(head: LogisticHead, x: np.ndarray, y: np.ndarray, name: str, all_fe
     on = x[:, all_features.index(name)] > 0.5
     w = (np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64))[on]
     y_on = np.asarray(y, dtype=np.float64)[on]
-    cols = head.columns(all_features)
-    offset = ((x[on][:, cols] - np.asarray(head.mean)) / np.asarray(head.scale)) @ np.asarray(head.coef) + head.intercept
+    offset = head.logit(x[on], all_features)
 
     def objective(beta: float) -> float:
         z = offset + beta

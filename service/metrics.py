@@ -1,8 +1,8 @@
 """Prometheus metrics of the scoring engine, all prefixed ``fgrm_``.
 
 They are recorded in the engine, so HTTP, gRPC and in-process callers report the same numbers;
-only `fgrm_errors_total` is also counted by the transports, for what they refuse before the
-engine (`count_answered_error`).
+only `fgrm_errors_total` and `fgrm_requests_total` (api "refused") are also counted by the
+transports, for what they refuse before the engine (`count_answered_error`).
 Under `bentoml serve` they appear on BentoML's ``/metrics`` beside its own: BentoML runs
 prometheus_client in multiprocess mode and sets PROMETHEUS_MULTIPROC_DIR in each worker
 *after* importing the service module, so prometheus_client is imported here only when an
