@@ -125,11 +125,15 @@ class Settings:
     max_passage_chars: int = 50_000
     """Characters of all passages of one item together (env FGRM_MAX_PASSAGE_CHARS)."""
 
+    max_reference_chars: int = 20_000
+    """Characters of one item's reference answer (env FGRM_MAX_REFERENCE_CHARS); as many as a
+    response, since a reference is an answer to the same question."""
+
     max_body_bytes: int = 32 * 1024 * 1024
     """Bytes of one HTTP request body (larger ones get 413 before they are read whole) and of one
     gRPC request message (RESOURCE_EXHAUSTED from grpc) (env FGRM_MAX_BODY_BYTES). The default
     holds 256 items of 20,000 characters with 50,000
-    characters of passages each, with room to spare."""
+    characters of passages and a 20,000-character reference each, with room to spare."""
 
     body_timeout_s: float = 30.0
     """Seconds a client has to send its whole request body once its headers are in; slower

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Item:
-    """One response to score. `token_offsets`: character spans of the policy's response tokens."""
+    """One response to score. `token_offsets`: character spans of the policy's response tokens.
+    `reference`: an optional reference answer; the signal models read it (reference-aware heads),
+    other models ignore it. Last, so positional constructions written before it still hold."""
 
     response: str
     question: str = ""
     passages: tuple[str, ...] = ()
     token_offsets: tuple[tuple[int, int], ...] | None = None
+    reference: str = ""
 
 
 @dataclass

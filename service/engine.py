@@ -16,7 +16,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Mapping, Sequence
 
 from service.batching import Batcher, BatchLimits, RunForward
@@ -145,10 +145,14 @@ class ScoringEngine:
             if chars > s.max_passage_chars:
                 raise InvalidInput(f"{where}.passages", f"{chars} characters in all; the limit is "
                                                         f"{s.max_passage_chars} (max_passage_chars)")
+            if len(item.reference) > s.max_reference_chars:
+                raise InvalidInput(f"{where}.reference", f"{len(item.reference)} characters; the limit is "
+                                                         f"{s.max_reference_chars} (max_reference_chars)")
             offsets = item.token_offsets
             if offsets is not None:
                 offsets = check_offsets(offsets, f"{where}.token_offsets", len(item.response))
-                item = Item(item.response, item.question, tuple(item.passages), offsets)
+                # replace, not a new Item: every other field (reference included) is kept
+                item = replace(item, passages=tuple(item.passages), token_offsets=offsets)
             out.append(item)
         return out
 

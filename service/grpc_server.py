@@ -55,7 +55,8 @@ def _offsets(msg, has: bool):
 
 
 def item_from_pb(m) -> Item:
-    return Item(m.response, m.question, tuple(m.passages), _offsets(m.token_offsets, m.HasField("token_offsets")))
+    return Item(m.response, m.question, tuple(m.passages), _offsets(m.token_offsets, m.HasField("token_offsets")),
+                m.reference)
 
 
 def _mixed_pb(m: Mixed):

@@ -153,7 +153,8 @@ def _restrict(schema, names: list[str], limits: dict) -> None:
 def request_limits(settings) -> dict:
     """Per-field limits of Settings, by the property names they apply to."""
     return {"items": settings.max_items_per_request, "response": settings.max_response_chars,
-            "question": settings.max_question_chars, "passages": settings.max_passages}
+            "question": settings.max_question_chars, "passages": settings.max_passages,
+            "reference": settings.max_reference_chars}
 
 
 def feedback_type_names(settings) -> list[str]:

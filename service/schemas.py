@@ -24,10 +24,13 @@ class ItemIn(_Strict):
     response: str = Field(..., description="The response to score.")
     token_offsets: list[tuple[int, int]] | None = Field(
         None, description="Character [start, end) of each policy token of the response; asks for token_rewards.")
+    reference: str = Field("", description="An optional reference (gold) answer to the question; the signal "
+                                           "models score relevance and completeness with heads that also "
+                                           "read it when given. Empty: none.")
 
     def to_domain(self) -> Item:
         offsets = None if self.token_offsets is None else tuple((int(a), int(b)) for a, b in self.token_offsets)
-        return Item(self.response, self.question, tuple(self.passages), offsets)
+        return Item(self.response, self.question, tuple(self.passages), offsets, self.reference)
 
 
 class MixSegmentIn(BaseModel):

@@ -102,7 +102,8 @@ def _offsets_msg(pb: Any, offsets: Sequence[tuple[int, int]]) -> Any:
 
 
 def _item_msg(pb: Any, it: Item) -> Any:
-    m = pb.Item(question=it.question, passages=list(it.passages), response=it.response)
+    # proto3 leaves an empty reference off the wire, as the HTTP codec does
+    m = pb.Item(question=it.question, passages=list(it.passages), response=it.response, reference=it.reference)
     if it.token_offsets is not None:
         m.token_offsets.CopyFrom(_offsets_msg(pb, it.token_offsets))
     return m

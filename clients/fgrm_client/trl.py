@@ -5,8 +5,9 @@
                           weights={"relevance": 2.0})], train_dataset=ds, ...)
 
 TRL calls ``reward_func(prompts=..., completions=..., **columns)`` and wants one float per
-completion. Dataset columns named ``question`` and ``passages`` are forwarded to the service;
-without them the prompt is the question and there are no passages.
+completion. Dataset columns named ``question``, ``passages`` and ``reference`` (a gold answer)
+are forwarded to the service; without them the prompt is the question and there are no
+passages and no reference.
 
 What this drop-in loses: GRPO takes one scalar per completion, so the fine-grained structure
 (which segment earned what, at which token) is summed away into ``mixed.total``. The per-type
@@ -70,9 +71,11 @@ class FgrmRewardFunc:
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         questions = kwargs.get("question") or [_text(p) for p in prompts]
         passages = kwargs.get("passages") or [None] * len(completions)
+        references = kwargs.get("reference") or [None] * len(completions)
         items = [
-            {"question": _text(q), "passages": _passages(ps), "response": _text(c)}
-            for q, ps, c in zip(questions, passages, completions)
+            {"question": _text(q), "passages": _passages(ps), "response": _text(c),
+             **({"reference": _text(r)} if r else {})}  # no column, no field: older servers accept it
+            for q, ps, c, r in zip(questions, passages, completions, references)
         ]
         rewards: list[float] = []
         for i in range(0, len(items), self.batch_size):

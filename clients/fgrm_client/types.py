@@ -17,12 +17,16 @@ from .errors import ProtocolError
 @dataclass(frozen=True)
 class Item:
     """One response to score. ``token_offsets`` (character span of each policy token in
-    ``response``) asks the service to also return ``token_rewards`` aligned to those tokens."""
+    ``response``) asks the service to also return ``token_rewards`` aligned to those tokens.
+    ``reference``: an optional reference (gold) answer to the question, which the service's
+    signal models also score against; ``""`` means none and is left off the wire, so a server
+    that predates the field still accepts the request."""
 
     question: str
     response: str
     passages: Sequence[str] = ()
     token_offsets: Sequence[tuple[int, int]] | None = None
+    reference: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -32,6 +36,8 @@ class Item:
         }
         if self.token_offsets is not None:
             out["token_offsets"] = [[int(s), int(e)] for s, e in self.token_offsets]
+        if self.reference:
+            out["reference"] = self.reference
         return out
 
 
@@ -133,6 +139,7 @@ def to_item(item: Item | Mapping[str, Any]) -> Item:
         response=item["response"],
         passages=tuple(item.get("passages") or ()),
         token_offsets=None if offsets is None else tuple((int(s), int(e)) for s, e in offsets),
+        reference=item.get("reference") or "",
     )
 
 

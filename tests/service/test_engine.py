@@ -168,6 +168,7 @@ def test_too_long_response_names_field_and_limit_without_hurting_others(tiny_dir
     (Item("ok.", token_offsets=((2, 3), (0, 1))), "items[0].token_offsets[1]", "must not decrease"),
     (Item("ok.", token_offsets=((3, 1),)), "items[0].token_offsets[0]", "0 <= start <= end"),
     (Item("ok.", passages=tuple("p" for _ in range(65))), "items[0].passages", "max_passages"),
+    (Item("ok.", reference="r" * 20_001), "items[0].reference", "limit is 20000 (max_reference_chars)"),
 ])
 def test_invalid_items_name_the_field(tiny_dir, item, field, words):
     engine, registry = make_engine(tiny_dir / "types.toml")

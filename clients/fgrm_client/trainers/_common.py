@@ -117,13 +117,15 @@ def loud(trainer: str, what: str = "reward call") -> Iterator[None]:
 
 
 def qa_item(question: Any, passages: Any, response: str,
-            token_offsets: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
+            token_offsets: Sequence[tuple[int, int]] | None = None, reference: Any = None) -> dict[str, Any]:
     """One ``/v1/score`` item from whatever the trainer carries (strings, chat messages,
-    QA-Feedback passage dicts)."""
+    QA-Feedback passage dicts); ``reference`` (a gold answer) only when there is one."""
     item: dict[str, Any] = {"question": _text(question) if question is not None else "",
                             "passages": _passages(passages), "response": response}
     if token_offsets is not None:
         item["token_offsets"] = [list(o) for o in token_offsets]
+    if reference:
+        item["reference"] = _text(reference)
     return item
 
 

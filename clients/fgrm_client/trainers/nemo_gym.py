@@ -17,7 +17,8 @@ Modelled on NVIDIA-NeMo/Gym at 07d6b0d (2026-08): ``nemo_gym/base_resources_serv
 ``BaseMultiRewardVerifyResponse.reward_components``: a required ``{objective: score}`` whose
 values the multi-reward docs sum into ``reward``) and ``resources_servers/hotpotqa_qa/app.py``
 (the response text is the ``output_text`` parts of the ``message`` items of
-``body.response.output``; dataset fields such as ``question`` arrive as extra request fields).
+``body.response.output``; dataset fields such as ``question`` arrive as extra request fields:
+``question``, ``passages`` and ``reference``, a gold answer, are forwarded).
 
 ``reward_components`` are the *weighted* per-type totals ``w_k * total_k``, so they add up to
 ``reward`` (the mixed total) exactly: ``reward`` is computed as their sum, and checked
@@ -67,7 +68,8 @@ class FgrmVerifier:
         question = data.get("question")
         if question is None:
             question = prompt_text(data["responses_create_params"])
-        item = qa_item(question, data.get("passages"), response_text(data["response"]))
+        item = qa_item(question, data.get("passages"), response_text(data["response"]),
+                       reference=data.get("reference"))
         with loud("NeMo Gym verify"):
             [result] = await async_client(self.settings).score(
                 [item], self.settings.weight_map, self.settings.profile)
