@@ -26,13 +26,31 @@ import numpy as np
 
 from models.heads import LogisticHead, binary_metrics, choose_threshold, ece, fit_logistic, roc_auc
 from models.recipe import LEXICAL, Recipe, _completeness_rows, fit
-from models.signals import COMPLETENESS_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES
+from models.signals import (COMPLETENESS_FEATURES, REFERENCE_SEGMENT_FEATURES, RESPONSE_FEATURES, SEGMENT_FEATURES,
+                           without_reference)
 from models.tables import RecordTable, features_of, stack, synthetic_fragments
 
 SEGMENT_KINDS = ("relevance", "factuality", "factuality_all")
 # the issue's "simple lexical-overlap signal" family
 OVERLAP_FEATURES = ("question_overlap", "passage_support", "novel", "redundancy_prev", "redundancy_response",
                     "position", "log_words")
+# A recipe that reads a reference answer is compared with the reference's own overlap signals too
+# (overlap with a reference is the classic lexical reward: ROUGE-like)
+REFERENCE_LEXICAL = tuple(f for f in REFERENCE_SEGMENT_FEATURES if not f.startswith("ref_cos"))
+
+
+def _candidates(recipe: Recipe, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(lexical, best-signal) candidates for the baselines of `recipe`'s `kind` head: with the
+    reference's overlap signals where that head reads them."""
+    if kind == "completeness":
+        reads = any(f in recipe.completeness_features for f in RESPONSE_FEATURES if f not in
+                    without_reference(RESPONSE_FEATURES))
+        names = tuple(f for f in (RESPONSE_FEATURES if reads else without_reference(RESPONSE_FEATURES))
+                      if not f.startswith(("cos_", "ref_cos")))
+        return names, names
+    features = recipe.relevance_features if kind == "relevance" else recipe.factuality_features
+    ref = REFERENCE_LEXICAL if any(f in features for f in REFERENCE_SEGMENT_FEATURES) else ()
+    return OVERLAP_FEATURES + ref[:1], LEXICAL + ref
 
 
 def _best_single(x: np.ndarray, y: np.ndarray, candidates) -> tuple[str, float]:
@@ -85,7 +103,7 @@ def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dic
             pos = float(y.mean())
             row = {"n": int(len(y)), "model": _segment_report(head.p_error(x, features_of(kind)), y, head.threshold),
                    "majority_accuracy": max(pos, 1 - pos), "all_error_f1": 2 * pos / (1 + pos) if pos else 0.0}
-            for key, cands in (("lexical", OVERLAP_FEATURES), ("best_signal", LEXICAL)):
+            for key, cands in zip(("lexical", "best_signal"), _candidates(recipe, kind.split("_")[0])):
                 objective = (recipe.relevance_threshold_objective if kind == "relevance"
                              else recipe.threshold_objective)
                 base = _single_feature_head(tx, ty, list(cands), objective)
@@ -104,7 +122,7 @@ def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dic
                "prefer_earlier": float(np.mean([p < o for t in test for p, o in t.pairs])) if a.size else None}
         # lexical baseline: the single response signal (with its sign) that orders training pairs best
         best, best_acc = None, -1.0
-        for name in (f for f in RESPONSE_FEATURES if not f.startswith("cos_")):
+        for name in _candidates(recipe, "completeness")[0]:
             j = COMPLETENESS_FEATURES.index(name)
             for sign in (1.0, -1.0):
                 acc = _pairwise(sign * ta[:, j], sign * tb[:, j]) or 0.0

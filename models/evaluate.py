@@ -11,6 +11,8 @@ Definitions (also in the README):
   auc = ROC-AUC of P(error); ece = expected calibration error of P(error) (10 equal bins).
   The error decision is the one the service makes: P(error) > the head's stored threshold
   (signal checkpoints), or > 0.5 (fine-tuned reward networks).
+- with_reference.*: the same metrics with each record's `gold` answer sent as the request's
+  reference (signal checkpoints with reference heads; `--reference none` skips them).
 - completeness.pairwise_accuracy: over all non-tie human preference pairs among the four
   predictions, the share where the preferred one scores higher (a score tie counts as wrong);
   prefer_earlier_accuracy = share of pairs where the earlier prediction is preferred.
@@ -62,15 +64,18 @@ def score_responses(forward: ForwardFn, encoder: Encoder, items: list[tuple[str,
     return out
 
 
-def signal_scores(model, forward: ForwardFn, items: list[tuple[str, list[str], str, list]]):
-    """`score_responses` for a signal checkpoint (models.signal_model.SignalModel): factuality
-    P(error) is placed at the sub-sentences that start a sentence, as the reward network gives it."""
+def signal_scores(model, forward: ForwardFn, items: list[tuple[str, list[str], str, list]],
+                  references: list[str] | None = None):
+    """`score_responses` for a signal checkpoint (models.signal_model.SignalModel), plus the error
+    thresholds of the heads that scored each item (those of the reference heads where
+    `references` gives one): factuality P(error) is placed at the sub-sentences that start a
+    sentence, as the reward network gives it."""
     from models.segment import sentences
 
     plans, starts = [], []
-    for q, ps, resp, subs in items:
+    for i, (q, ps, resp, subs) in enumerate(items):
         sents = sentences(resp)
-        plans.append(model.plan(q, ps, resp, subs, sents))
+        plans.append(model.plan(q, ps, resp, subs, sents, references[i] if references else ""))
         starts.append(([s.start for s in subs], [s.start for s in sents]))
     out = []
     for res, (sub_starts, sent_starts) in zip(model.run(forward, plans), starts):
@@ -78,7 +83,8 @@ def signal_scores(model, forward: ForwardFn, items: list[tuple[str, list[str], s
         at = {st: k for k, st in enumerate(sub_starts)}
         for st, p in zip(sent_starts, res.factuality):
             fact[at[st]] = p
-        out.append(({"relevance": res.relevance, "factuality": fact}, {"completeness": res.completeness}))
+        out.append(({"relevance": res.relevance, "factuality": fact}, {"completeness": res.completeness},
+                    res.thresholds))
     return out
 
 
@@ -99,30 +105,50 @@ def _binary(pred: list[int], gold: list[int], probs: list[float] | None = None) 
             "ece": ece(probs, gold) if probs is not None else None}
 
 
-def evaluate(records: list[dict], forward: ForwardFn, encoder, meta: dict, batch_size: int = 16) -> dict:
+def evaluate(records: list[dict], forward: ForwardFn, encoder, meta: dict, batch_size: int = 16,
+             reference: str = "auto") -> dict:
     """Metrics of a loaded checkpoint (`encoder`: its models.encoding.Encoder, or its
-    models.signal_model.SignalModel) on QA-Feedback-format `records`."""
+    models.signal_model.SignalModel) on QA-Feedback-format `records`. With reference "auto" and a
+    signal checkpoint that has reference heads, the same metrics with each record's `gold` answer
+    as the request's reference come under "with_reference"."""
     from models.signal_model import SignalModel
 
     seg_heads, seq_heads = meta["segment_heads"], meta["sequence_heads"]
     if isinstance(encoder, SignalModel):
-        run = lambda its: signal_scores(encoder, forward, its)  # noqa: E731
-        thresholds = encoder.thresholds()
+        def run(its, refs):  # noqa: E306
+            return signal_scores(encoder, forward, its, refs)
     else:
-        run = lambda its: score_responses(forward, encoder, its, seg_heads, seq_heads, batch_size)  # noqa: E731
-        thresholds = {h: ERROR_THRESHOLD for h in seg_heads}
-    examples = [label_response(r, r["prediction 1"], error_spans(r)) for r in records]
+        fixed = {h: ERROR_THRESHOLD for h in seg_heads}
+
+        def run(its, refs):
+            return [o and (*o, fixed) for o in score_responses(forward, encoder, its, seg_heads, seq_heads, batch_size)]
+    result = _metrics(records, run, seg_heads, seq_heads, None)
+    if reference == "auto" and isinstance(encoder, SignalModel) and encoder.reference_heads is not None:
+        result["with_reference"] = _metrics(records, run, seg_heads, seq_heads,
+                                            [r.get("gold") or "" for r in records])
+    result["records"] = len(records)
+    return result
+
+
+def _examples(records: list[dict]):
+    return [label_response(r, r["prediction 1"], error_spans(r)) for r in records]
+
+
+def _metrics(records: list[dict], run, seg_heads, seq_heads, golds: list[str] | None) -> dict:
+    """`run(items, references)` -> per item (p_error by head, score by head, thresholds by head)."""
+    examples = _examples(records)
     items = [(e.question, e.passages, e.response, e.subsentences) for e in examples]
+    refs = golds
     # all four predictions, for preferences (prediction 1's segments come from the labelled example)
-    pref_items, pref_index = [], {}
+    pref_items, pref_refs, pref_index = [], [], {}
     for ri, r in enumerate(records):
         for k in (1, 2, 3, 4):
             resp = r.get(f"prediction {k}") or ""
             pref_index[(ri, k)] = len(pref_items)
             pref_items.append((r["question"], items[ri][1], resp, label_response(r, resp, None).subsentences))
-    seg_out = run(items)
-    result: dict = {}
-    skipped = sum(1 for o in seg_out if o is None)
+            pref_refs.append(golds[ri] if golds else "")
+    seg_out = run(items, refs)
+    result: dict = {"skipped_too_long": sum(1 for o in seg_out if o is None)}
     for head, attr, name in (("relevance", "relevance", "relevance"), ("factuality", "factuality", "factuality"),
                              ("factuality", "factuality_all", "factuality_all")):
         if head not in seg_heads:
@@ -135,10 +161,10 @@ def evaluate(records: list[dict], forward: ForwardFn, encoder, meta: dict, batch
                 if lab != IGNORE:
                     gold.append(lab)
                     probs.append(float(p))
-                    pred.append(int(p > thresholds[head]))
+                    pred.append(int(p > o[2][head]))
         result[name] = _binary(pred, gold, probs)
     if "completeness" in seq_heads:
-        scores = run(pref_items)
+        scores = run(pref_items, pref_refs if golds else None)
         correct = earlier = n = 0
         for ri, r in enumerate(records):
             for a, b in preference_pairs(r):
@@ -150,8 +176,6 @@ def evaluate(records: list[dict], forward: ForwardFn, encoder, meta: dict, batch
                 earlier += int(a < b)
         result["completeness"] = {"n_pairs": n, "pairwise_accuracy": correct / n if n else None,
                                   "prefer_earlier_accuracy": earlier / n if n else None}
-    result["records"] = len(records)
-    result["skipped_too_long"] = skipped
     return result
 
 
@@ -198,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="all", choices=["all", "train", "dev"],
                     help="evaluate on the fixed dev split (or train split) of --data instead of all of it")
     ap.add_argument("--json", action="store_true", help="print one JSON object (default: also JSON, indented)")
+    ap.add_argument("--reference", default="auto", choices=["auto", "none"],
+                    help="auto: with a signal checkpoint that has reference heads, also score every record with "
+                         "its gold answer as the reference (reported under with_reference); none: do not")
     ap.add_argument("--cv", type=int, default=0, metavar="K",
                     help="K-fold cross-validation by question of --recipes on --data (5 is the protocol), "
                          "each fold fitted from scratch; --checkpoint is not used")
@@ -218,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.runtime import load
 
     loaded = load(args.checkpoint, args.runtime)
-    res = evaluate(records, loaded.backend.forward, loaded.encoder, loaded.meta)
+    res = evaluate(records, loaded.backend.forward, loaded.encoder, loaded.meta, reference=args.reference)
     res["runtime"] = {"name": loaded.backend.name, "provider": loaded.backend.provider}
     print(json.dumps(res) if args.json else json.dumps(res, indent=2))
     return 0

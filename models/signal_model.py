@@ -21,7 +21,7 @@ from models.segment import Segment
 from models.signals import (COMPLETENESS_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context,
                            completeness_input, in_context, response_features, segment_features)
 
-SIGNALS_VERSION = 1  # bump when a signal's definition changes: checkpoints record the version they were fitted on
+SIGNALS_VERSION = 2  # bump when a signal's definition changes: checkpoints record the version they were fitted on
 
 
 def item_texts(ctx: Context, subs: list[Segment], sents: list[Segment], response: str) -> list[str]:
@@ -42,7 +42,7 @@ def item_features(ctx: Context, response: str, subs: list[Segment], sents: list[
         sub_emb, sent_emb, resp_emb = rest[: len(subs)], rest[len(subs): len(subs) + len(sents)], rest[-1]
     sub_x = in_context(segment_features(ctx, response, subs, sub_emb, ctx_emb))
     sent_x = segment_features(ctx, response, sents, sent_emb, ctx_emb)
-    return sub_x, sent_x, response_features(ctx, response, sents, sent_x, resp_emb, ctx_emb)
+    return sub_x, sent_x, response_features(ctx, response, sents, sent_x, resp_emb, ctx_emb, sent_emb)
 
 
 @dataclass
@@ -62,6 +62,22 @@ class SignalOutputs:
     relevance: np.ndarray  # P(error) per sub-sentence
     factuality: np.ndarray  # P(error) per sentence
     completeness: float  # Bradley-Terry score of the response (not normalised)
+    thresholds: dict[str, float]  # the error threshold of the heads that scored it
+
+
+# The suffix of the heads fitted with the reference signals too (models.recipe.REFERENCE_TWIN):
+# an item with a reference answer is scored by those, one without by the others.
+WITH_REFERENCE = "@reference"
+
+
+@dataclass
+class HeadSet:
+    relevance: LogisticHead
+    factuality: LogisticHead
+    completeness: PreferenceHead
+
+    def thresholds(self) -> dict[str, float]:
+        return {"relevance": self.relevance.threshold, "factuality": self.factuality.threshold}
 
 
 class SignalModel:
@@ -78,21 +94,30 @@ class SignalModel:
             raise ValueError(f"checkpoint was fitted on signals version {version}; this code computes version "
                              f"{SIGNALS_VERSION}: retrain it (fgrm train)")
         heads = {name: head_from_json(h) for name, h in meta["heads"].items()}
-        self.relevance: LogisticHead = heads["relevance"]
-        self.factuality: LogisticHead = heads["factuality"]
-        self.completeness: PreferenceHead = heads["completeness"]
-        self.relevance.columns(SUBSENTENCE_FEATURES)  # fail at load, not at the first request
-        self.factuality.columns(SEGMENT_FEATURES)
+        self.heads = HeadSet(heads["relevance"], heads["factuality"], heads["completeness"])
+        # without reference heads (a checkpoint fitted by a recipe without a twin), a reference is ignored
+        twin = [heads.get(f"{name}{WITH_REFERENCE}") for name in ("relevance", "factuality", "completeness")]
+        self.reference_heads = HeadSet(*twin) if all(twin) else None
+        for hs in (self.heads, self.reference_heads):
+            if hs is not None:  # fail at load, not at the first request
+                hs.relevance.columns(SUBSENTENCE_FEATURES)
+                hs.factuality.columns(SEGMENT_FEATURES)
+                hs.completeness.score(np.zeros((1, len(COMPLETENESS_FEATURES))), COMPLETENESS_FEATURES)
         self._ids_cache: dict[str, list[int]] = {}  # passage sentences repeat across samples of a prompt
 
+    def heads_for(self, reference: bool) -> HeadSet:
+        """The heads that score an item with (True) or without a reference answer."""
+        return self.reference_heads if reference and self.reference_heads is not None else self.heads
+
     def thresholds(self) -> dict[str, float]:
-        return {"relevance": self.relevance.threshold, "factuality": self.factuality.threshold}
+        """The error thresholds of the heads that score items without a reference."""
+        return self.heads.thresholds()
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         return cached_ids(self._ids_cache, texts, lambda missing: tokenize(self.tokenizer, missing, self.max_tokens))
 
     def plan(self, question: str, passages: list[str], response: str, subs: list[Segment],
-             sents: list[Segment]) -> ItemPlan:
+             sents: list[Segment], reference: str = "") -> ItemPlan:
         # A response segment is never cut: one that does not fit the encoder is an error naming
         # the limit. (The question, passage sentences and the whole response are embedded from
         # their first max_tokens tokens: that is how their signals are defined, in training too.)
@@ -101,7 +126,8 @@ class SignalModel:
             longest = max(len(ids) for ids in self.tokenizer(seg_texts, add_special_tokens=True)["input_ids"])
             if longest > self.max_tokens:
                 raise InputTooLong("response", longest, self.max_tokens)
-        ctx = Context.of(question, list(passages))
+        # a reference only costs embedding rows when there are heads to read it
+        ctx = Context.of(question, list(passages), reference if self.reference_heads is not None else "")
         texts = item_texts(ctx, subs, sents, response)
         distinct = list(dict.fromkeys(texts))
         where = {t: k for k, t in enumerate(distinct)}
@@ -112,11 +138,17 @@ class SignalModel:
         # the network's rows are L2-normalised already; float64 as in training (TextEmbedder)
         emb = np.asarray(embeddings, dtype=np.float64)[plan.index]
         sub_x, sent_x, resp_x = item_features(plan.ctx, plan.response, plan.subs, plan.sents, emb)
-        p_rel = self.relevance.p_error(sub_x, SUBSENTENCE_FEATURES)
-        p_fact = self.factuality.p_error(sent_x, SEGMENT_FEATURES)
+        heads = self.heads_for(bool(plan.ctx.reference_sentences))
+        p_rel = heads.relevance.p_error(sub_x, SUBSENTENCE_FEATURES)
+        p_fact = heads.factuality.p_error(sent_x, SEGMENT_FEATURES)
         comp_x = completeness_input(resp_x, p_rel, p_fact)
-        score = float(self.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
-        return SignalOutputs(p_rel, p_fact, score)
+        score = float(heads.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
+        if heads is not self.heads:
+            # the reference head's score on the scale of the head whose norm the service applies
+            # (checkpoint norm.completeness): the same z-score of its own training responses
+            ref, base = heads.completeness, self.heads.completeness
+            score = (score - ref.score_mean) / ref.score_std * base.score_std + base.score_mean
+        return SignalOutputs(p_rel, p_fact, score, heads.thresholds())
 
     def run(self, forward, plans: list[ItemPlan], max_rows: int = 64) -> list[SignalOutputs]:
         """Embed every plan's rows with `forward(ids, mask)` (rows sorted by length, in chunks)

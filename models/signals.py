@@ -41,7 +41,7 @@ why how not no nor so too very can could will would shall should may might must 
 such other some any each both all many much one about after before during while since until because out up
 down off again further once s t""".split())
 
-SEGMENT_FEATURES = (
+BASE_SEGMENT_FEATURES = (
     "log_words", "position", "is_first", "is_last", "n_segments_log",
     "question_overlap", "passage_support", "novel", "best_sentence_support", "bigram_support",
     "numbers_unsupported", "names_unsupported", "redundancy_prev", "redundancy_response",
@@ -49,10 +49,22 @@ SEGMENT_FEATURES = (
     "answer_region_support",
     "cos_question", "cos_best_passage", "cos_prev_max", "cos_best_passage_to_question", "cos_answer_region",
 )
-RESPONSE_FEATURES = (
+BASE_RESPONSE_FEATURES = (
     "log_words", "log_sentences", "passage_coverage", "question_passage_coverage", "unique_ratio",
     "mean_novel", "mean_redundancy", "no_end_punct", "cos_question", "cos_passages_mean",
 )
+# Against a reference answer, when the request gives one (0 without): the segment's content words
+# and bigrams found in it, its best share in one reference sentence, its best cosine to one; per
+# response, the share of the reference's content words and bigrams it covers, the share of its own
+# words the reference has, the reference sentences it matches (best cosine to one of its sentences
+# over REFERENCE_MATCH) and their mean best cosine. Only the reference heads read these
+# (models.recipe); a human-written reference ranks relevance errors at ROC-AUC 0.87 alone on CV.
+REFERENCE_SEGMENT_FEATURES = ("ref_support", "ref_bigram_support", "ref_best_sentence_support", "ref_cos_best")
+REFERENCE_RESPONSE_FEATURES = ("ref_recall", "ref_bigram_recall", "ref_precision", "ref_sentences_matched",
+                               "ref_cos_mean")
+REFERENCE_MATCH = 0.6
+SEGMENT_FEATURES = BASE_SEGMENT_FEATURES + REFERENCE_SEGMENT_FEATURES
+RESPONSE_FEATURES = BASE_RESPONSE_FEATURES + REFERENCE_RESPONSE_FEATURES
 # A sub-sentence is judged in its answer: errors come in runs (P(error | previous is an error) =
 # 0.71 against 0.37 after a correct one, on the 400 records) and an answer's error rate varies
 # far more between answers than the segment signals alone explain. So the relevance head also
@@ -70,6 +82,13 @@ SUBSENTENCE_FEATURES = SEGMENT_FEATURES + tuple(f"{view}.{name}" for view in CON
 STACK_FEATURES = ("relevance_p_mean", "relevance_p_max", "relevance_ok_sum",
                   "factuality_p_mean", "factuality_p_max", "factuality_p_sum")
 COMPLETENESS_FEATURES = RESPONSE_FEATURES + STACK_FEATURES
+
+
+def without_reference(features: tuple[str, ...]) -> tuple[str, ...]:
+    """`features` less every reference signal and its context views: what a head reads that must
+    score a response the same with or without a reference."""
+    ref = set(REFERENCE_SEGMENT_FEATURES) | set(REFERENCE_RESPONSE_FEATURES)
+    return tuple(f for f in features if f.split(".")[-1] not in ref)
 
 
 
@@ -115,9 +134,13 @@ class Context:
     passage_question_overlap: list[float]  # per passage: share of question words it contains
     answer_region: list[int]  # the passage sentences sharing most words with the question (up to 3)
     answer_region_words: set[str]
+    reference_sentences: list[str]  # empty without a reference answer
+    reference_sentence_words: list[set[str]]
+    reference_words: set[str]
+    reference_bigrams: set[tuple[str, str]]
 
     @classmethod
-    def of(cls, question: str, passages: list[str]) -> "Context":
+    def of(cls, question: str, passages: list[str], reference: str = "") -> "Context":
         sents, owner = [], []
         for k, p in enumerate(passages):
             for s in passage_sentences(p):
@@ -131,16 +154,35 @@ class Context:
         ranked = sorted(range(len(sents)), key=lambda k: (-len(sw[k] & qw), k))
         region = [k for k in ranked[:3] if sw[k] & qw]
         region_words = set().union(*(sw[k] for k in region)) if region else set()
+        ref = list(passage_sentences(reference)) if reference.strip() else []
         return cls(question, qw, sents, sw, owner, pw, big, _numbers(" ".join(passages)),
-                   " ".join(passages).lower(), pq, region, region_words)
+                   " ".join(passages).lower(), pq, region, region_words,
+                   ref, [content_words(s) for s in ref], content_words(reference) if ref else set(),
+                   _bigrams(reference) if ref else set())
 
     def texts_to_embed(self) -> list[str]:
-        """The context's texts whose embeddings the embedding features need: question, then passage sentences."""
-        return [self.question or " ", *self.sentences]
+        """The context's texts whose embeddings the embedding features need: question, passage
+        sentences, then reference sentences."""
+        return [self.question or " ", *self.sentences, *self.reference_sentences]
+
+
+def _split_context(ctx: Context, ctx_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`ctx_emb` (rows as `ctx.texts_to_embed()`) -> (question row, passage sentence rows, reference sentence rows)."""
+    n_pass = len(ctx.sentences)
+    return ctx_emb[0], ctx_emb[1:1 + n_pass], ctx_emb[1 + n_pass:]
 
 
 def _share(part: set, whole: set) -> float:
     return len(part & whole) / len(part) if part else 0.0
+
+
+def _reference_signals(ctx: Context, cw: set[str], bg: set[tuple[str, str]]) -> dict[str, float]:
+    """A segment's lexical REFERENCE_SEGMENT_FEATURES from its content words and bigrams (none
+    without a reference)."""
+    if not ctx.reference_sentences:
+        return {}
+    return {"ref_support": _share(cw, ctx.reference_words), "ref_bigram_support": _share(bg, ctx.reference_bigrams),
+            "ref_best_sentence_support": max(_share(cw, rw) for rw in ctx.reference_sentence_words)}
 
 
 def segment_features(ctx: Context, response: str, segs: list[Segment],
@@ -154,7 +196,7 @@ def segment_features(ctx: Context, response: str, segs: list[Segment],
         return out
     seg_words = [content_words(s.text) for s in segs]
     if seg_emb is not None and ctx_emb is not None:
-        q_vec, s_mat = ctx_emb[0], ctx_emb[1:]
+        q_vec, s_mat, r_mat = _split_context(ctx, ctx_emb)
         cos_q = seg_emb @ q_vec
         cos_p = seg_emb @ s_mat.T if len(s_mat) else np.zeros((n, 0))
         cos_self = seg_emb @ seg_emb.T
@@ -192,6 +234,7 @@ def segment_features(ctx: Context, response: str, segs: list[Segment],
             "no_end_punct": float(seg.text.rstrip()[-1:] not in ".!?\"')"),
             "answer_region_support": _share(cw, ctx.answer_region_words),
         }
+        row.update(_reference_signals(ctx, cw, bg))
         if seg_emb is not None and ctx_emb is not None:
             row["cos_question"] = float(cos_q[i])
             row["cos_best_passage"] = float(cos_p[i].max()) if cos_p.shape[1] else 0.0
@@ -199,6 +242,7 @@ def segment_features(ctx: Context, response: str, segs: list[Segment],
             row["cos_best_passage_to_question"] = (float(sent_q[int(cos_p[i].argmax())])
                                                    if cos_p.shape[1] else 0.0)
             row["cos_answer_region"] = float(cos_p[i, ctx.answer_region].max()) if ctx.answer_region else 0.0
+            row["ref_cos_best"] = float((r_mat @ seg_emb[i]).max()) if len(r_mat) else 0.0
         out[i] = [row.get(name, 0.0) for name in SEGMENT_FEATURES]
     return out
 
@@ -222,8 +266,9 @@ def in_context(x: np.ndarray) -> np.ndarray:
 
 def response_features(ctx: Context, response: str, sents: list[Segment],
                       sent_features: np.ndarray, resp_emb: np.ndarray | None = None,
-                      ctx_emb: np.ndarray | None = None) -> np.ndarray:
-    """(len(RESPONSE_FEATURES),) for one response; `sent_features` = segment_features of its sentences."""
+                      ctx_emb: np.ndarray | None = None, sent_emb: np.ndarray | None = None) -> np.ndarray:
+    """(len(RESPONSE_FEATURES),) for one response; `sent_features` = segment_features of its
+    sentences, `sent_emb` their embeddings (the reference cosines need them)."""
     ws = words(response)
     cw = content_words(response)
     # passage words the question points at: those of the passage sentences sharing a question word
@@ -240,9 +285,19 @@ def response_features(ctx: Context, response: str, sents: list[Segment],
         "mean_redundancy": float(sent_features[:, col["redundancy_prev"]].mean()) if len(sent_features) else 0.0,
         "no_end_punct": float(response.rstrip()[-1:] not in ".!?\"')") if response.strip() else 0.0,
     }
+    if ctx.reference_sentences:
+        bg = _bigrams(response)
+        row["ref_recall"] = _share(ctx.reference_words, cw)
+        row["ref_bigram_recall"] = _share(ctx.reference_bigrams, bg)
+        row["ref_precision"] = _share(cw, ctx.reference_words)
     if resp_emb is not None and ctx_emb is not None:
-        row["cos_question"] = float(resp_emb @ ctx_emb[0])
-        row["cos_passages_mean"] = float((ctx_emb[1:] @ resp_emb).mean()) if len(ctx_emb) > 1 else 0.0
+        q_vec, s_mat, r_mat = _split_context(ctx, ctx_emb)
+        row["cos_question"] = float(resp_emb @ q_vec)
+        row["cos_passages_mean"] = float((s_mat @ resp_emb).mean()) if len(s_mat) else 0.0
+        if len(r_mat) and sent_emb is not None and len(sent_emb):
+            best = (r_mat @ sent_emb.T).max(1)  # per reference sentence, its best match in the response
+            row["ref_sentences_matched"] = float((best > REFERENCE_MATCH).mean())
+            row["ref_cos_mean"] = float(best.mean())
     return np.array([row.get(name, 0.0) for name in RESPONSE_FEATURES], dtype=np.float64)
 
 

@@ -39,13 +39,19 @@ class RecordTable:
     aug_pairs: list = field(default_factory=list)  # (preferred key, other key) of resp_x / seg_x
 
 
-def item_signals(embed, question: str, passages: list[str], response: str, subs, sents):
+def item_signals(embed, question: str, passages: list[str], response: str, subs, sents, reference: str = ""):
     """(sub-sentence signals, sentence signals, response signals) of one item, computed exactly as
     the served model computes them; `embed` maps a list of texts to L2-normalised rows, or is None
-    for the lexical signals only."""
-    ctx = Context.of(question, passages)
+    for the lexical signals only. Training passes each record's gold answer as `reference`: the
+    reference signals fill their own columns, which only the reference heads read."""
+    ctx = Context.of(question, passages, reference)
     emb = embed(item_texts(ctx, subs, sents, response)) if embed is not None else None
     return item_features(ctx, response, subs, sents, emb)
+
+
+def _signals(embed, record: dict, response: str, subs, sents):
+    """`item_signals` of `response` to `record`'s question, with the record's gold answer as the reference."""
+    return item_signals(embed, record["question"], passages_of(record), response, subs, sents, record.get("gold") or "")
 
 
 _NUM = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
@@ -96,7 +102,7 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
       are relevance errors (a piece of an answer is not an answer; kept apart from the rows
       above because the recipe fits only the `fragment` flag's weight on them).
     """
-    q, ps, resp = record["question"], passages_of(record), ex.response
+    resp = ex.response
     sents = sentences(resp)
     if not sents:
         return
@@ -104,7 +110,7 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
 
     def add(text: str, labels_of_new):
         new = label_response(record, text, None)
-        sub_x = item_signals(embed, q, ps, text, new.subsentences, sentences(text))[0]
+        sub_x = _signals(embed, record, text, new.subsentences, sentences(text))[0]
         ys.append(np.array([labels_of_new(s) for s in new.subsentences], dtype=np.int64))
         xs.append(sub_x)
 
@@ -123,14 +129,14 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
     if corrupted is not None:
         text, start = corrupted
         new_sents = sentences(text)
-        tx = item_signals(embed, q, ps, text, label_response(record, text, None).subsentences, new_sents)[1]
+        tx = _signals(embed, record, text, label_response(record, text, None).subsentences, new_sents)[1]
         table.aug_fact_x = tx[[k for k, s in enumerate(new_sents) if s.start == start]]
     _preference_contrasts(table, record, embed)
 
 
 def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
     """The synthetic completeness pairs of `_augment` (training only)."""
-    q, ps = record["question"], passages_of(record)
+    q = record["question"]
     # completeness means coverage: each prediction says more than its own first sentence
     for k in (1, 2, 3, 4):
         text = record.get(f"prediction {k}") or ""
@@ -140,7 +146,7 @@ def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
         first = own[0].text
         subs = label_response(record, first, None).subsentences
         key = f"truncated-{k}"
-        sx, tx, table.resp_x[key] = item_signals(embed, q, ps, first, subs, sentences(first))
+        sx, tx, table.resp_x[key] = _signals(embed, record, first, subs, sentences(first))
         table.seg_x[key] = (sx, tx)
         table.aug_pairs.append((k, key))
     # ...and more than the question it was asked: the question said back as an answer covers
@@ -149,7 +155,7 @@ def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
     if echo:
         echo += "."
         subs = label_response(record, echo, None).subsentences
-        sx, tx, table.resp_x["echo"] = item_signals(embed, q, ps, echo, subs, sentences(echo))
+        sx, tx, table.resp_x["echo"] = _signals(embed, record, echo, subs, sentences(echo))
         table.seg_x["echo"] = (sx, tx)
         table.aug_pairs += [(k, "echo") for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
 
@@ -162,7 +168,7 @@ def _fragments(record: dict, response: str, embed) -> np.ndarray:
     for n in range(1, min(FRAGMENT_WORDS, len(words))):
         text = " ".join(words[:n])
         subs = label_response(record, text, None).subsentences
-        rows.append(item_signals(embed, record["question"], passages_of(record), text, subs, sentences(text))[0])
+        rows.append(_signals(embed, record, text, subs, sentences(text))[0])
     x = np.concatenate(rows)
     # "1,500" is one word to str.split and two to the signals: keep what the flag calls a fragment
     return x[x[:, SUBSENTENCE_FEATURES.index("fragment")] > 0.5]
@@ -170,10 +176,10 @@ def _fragments(record: dict, response: str, embed) -> np.ndarray:
 
 def record_table(record: dict, embed, n_folds: int = 5, donor: dict | None = None,
                  augment: bool = True) -> RecordTable:
-    q, ps = record["question"], passages_of(record)
+    q = record["question"]
     ex = label_response(record, record["prediction 1"], error_spans(record))
     sents = sentences(ex.response)
-    sub_x, sent_x, resp1 = item_signals(embed, q, ps, ex.response, ex.subsentences, sents)
+    sub_x, sent_x, resp1 = _signals(embed, record, ex.response, ex.subsentences, sents)
     start_to_sub = {s.start: k for k, s in enumerate(ex.subsentences)}
     fact_y = np.array([ex.factuality[start_to_sub[s.start]] for s in sents], dtype=np.int64)
     fact_all_y = np.array([ex.factuality_all[start_to_sub[s.start]] for s in sents], dtype=np.int64)
@@ -182,7 +188,7 @@ def record_table(record: dict, embed, n_folds: int = 5, donor: dict | None = Non
     for k in (2, 3, 4):
         resp = record.get(f"prediction {k}") or ""
         other = label_response(record, resp, None)
-        sx, tx, table.resp_x[k] = item_signals(embed, q, ps, resp, other.subsentences, sentences(resp))
+        sx, tx, table.resp_x[k] = _signals(embed, record, resp, other.subsentences, sentences(resp))
         table.seg_x[k] = (sx, tx)
     if augment:
         _augment(table, record, ex, donor, embed)

@@ -47,10 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None) -> dict:
-    from models.signal_model import SIGNALS_VERSION
+def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None,
+                    reference_heads=None, reference_cv: dict | None = None) -> dict:
+    """fgrm.json of a signal checkpoint; `reference_heads` (the twin recipe's) are stored as
+    `<head>@reference` for the items that come with a reference answer."""
+    from models.signal_model import SIGNALS_VERSION, WITH_REFERENCE
     from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES
 
+    stored = {"relevance": heads.relevance.to_json(), "factuality": heads.factuality.to_json(),
+              "completeness": heads.completeness.to_json()}
+    if reference_heads is not None:
+        stored.update({f"{name}{WITH_REFERENCE}": getattr(reference_heads, name).to_json()
+                       for name in ("relevance", "factuality", "completeness")})
     return {
         "network": "embedding",
         "encoder": ENCODER_REF,
@@ -62,13 +70,14 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
         "segment_heads": ["relevance", "factuality"],
         "sequence_heads": ["completeness"],
         "granularity": {"relevance": "sub-sentence", "factuality": "sentence", "completeness": "response"},
-        "heads": {"relevance": heads.relevance.to_json(), "factuality": heads.factuality.to_json(),
-                  "completeness": heads.completeness.to_json()},
+        "heads": stored,
         "norm": {"completeness": {"mean": heads.completeness.score_mean, "std": heads.completeness.score_std}},
         "recipe": recipe.name,
+        "reference_recipe": recipe.reference_twin if reference_heads is not None else None,
         "training": {"records": records, "data": str(data.name), "data_sha256": sha256_file(data),
                      "wall_time_s": round(seconds, 1)},
         "cv": cv,
+        "cv_with_reference": reference_cv,
     }
 
 
@@ -87,14 +96,20 @@ def train(args) -> dict:
         records = records[: args.limit]
     tables = build_with_cache(records, embedding_cache_path(args.embedding_cache), args.threads)
     print(f"signals of {len(tables)} records in {time.time() - t0:.0f}s", file=sys.stderr)
-    cv = None
+    twin = RECIPES[recipe.reference_twin] if recipe.reference_twin else None
+    cv = reference_cv = None
     if args.cv and args.cv > 1:
         res = cross_validate(tables, recipe, args.cv)
         cv = {"k": args.cv, "summary": res["summary"], "beats_baselines": verdicts(res["summary"])}
+        if twin is not None:
+            res = cross_validate(tables, twin, args.cv)
+            reference_cv = {"k": args.cv, "summary": res["summary"], "beats_baselines": verdicts(res["summary"])}
     heads = fit(tables, recipe)
+    reference_heads = fit(tables, twin) if twin is not None else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = checkpoint_meta(heads, recipe, records=len(records), data=data, seconds=time.time() - t0, cv=cv)
+    meta = checkpoint_meta(heads, recipe, records=len(records), data=data, seconds=time.time() - t0, cv=cv,
+                           reference_heads=reference_heads, reference_cv=reference_cv)
     from models.checkpoint import META_FILE
 
     (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")

@@ -12,7 +12,9 @@ A scorer owns one backend (one forward pass per row) and the feedback types read
   sub-sentences, the sentences and the whole response; the checkpoint's small heads turn the
   signals of those embeddings into P(error) per sub-sentence (relevance) and per sentence
   (factuality), and a Bradley-Terry score (completeness). The error decision uses the
-  threshold stored with each head (chosen on cross-validation), not 0.5.
+  threshold stored with each head (chosen on cross-validation), not 0.5. An item with a
+  `reference` answer is scored by the checkpoint's `@reference` heads (and its reference
+  sentences are embedded too); one without, by the others.
 - `PrefixDeltaScorer`: any Hugging Face sequence-classification checkpoint. One row per
   segment: the response prefix ending with that segment; reward_i = -(p_bad(prefix_i) -
   p_bad(prefix_{i-1})) x scale with p_bad(empty prefix) = 0, so a response's total is
@@ -195,7 +197,6 @@ class SignalScorer:
                                      f"{head_granularity.get(t.head)} segments, not {t.granularity}")
             else:
                 self._norm[t.name] = preference_norm(t, meta, loaded.path)
-        self._thresholds = self.model.thresholds()
 
     def granularities(self) -> set[str]:
         return {"sub-sentence", "sentence", "response"}
@@ -205,7 +206,8 @@ class SignalScorer:
 
         passages = list(item.passages) if self.use_passages else []
         try:
-            plan = self.model.plan(item.question, passages, item.response, segs["sub-sentence"], segs["sentence"])
+            plan = self.model.plan(item.question, passages, item.response, segs["sub-sentence"], segs["sentence"],
+                                   item.reference)
         except InputTooLong as exc:
             raise InvalidInput(f"items[{index}].response",
                                f"a sentence needs {exc.needed} tokens; the model's limit is {exc.limit} tokens per "
@@ -224,7 +226,7 @@ class SignalScorer:
                 res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, score=out.completeness))
             else:
                 p_error = out.relevance if t.head == "relevance" else out.factuality
-                threshold = self._thresholds[t.head]
+                threshold = out.thresholds[t.head]  # the reference heads' own when the item has a reference
                 for seg, p in zip(segs[t.granularity], p_error):
                     reward = t.reward_error if p > threshold else t.reward_ok
                     res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, p_error=float(p)))

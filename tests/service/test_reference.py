@@ -1,0 +1,166 @@
+"""The optional per-item `reference` (a gold answer): accepted on both transports of the real
+service, limited and type-checked like the other item fields, and carried to the engine's Item.
+
+What the models make of it is theirs (tests/models); here only that it arrives, that a bad one
+is refused naming `items[i].reference`, and that giving one never changes a result's shape."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from service.domain import Item
+from service.errors import InvalidInput
+from service.proto import stubs
+from tests.service.conftest import make_engine
+from tests.service.test_service import SAMPLES, grpc_result_as_dict, numbers, score_http, structure
+
+pb2, pb2_grpc = stubs()
+REFERENCE = ("The capital of France is Paris, on the Seine; it has been the capital since the "
+             "tenth century.")
+LIMIT = 20_000  # Settings.max_reference_chars, which the shared service keeps at its default
+
+
+def with_reference(item: dict, reference: str = REFERENCE) -> dict:
+    return {**item, "reference": reference}
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    return pb2_grpc.RewardServiceStub(channel)
+
+
+def grpc_item(it: dict):
+    return pb2.Item(question=it.get("question", ""), passages=it.get("passages", []), response=it["response"],
+                    reference=it.get("reference", ""))
+
+
+# ----------------------------------------------------------------------------- engine (tiny models)
+
+def test_the_engine_keeps_the_reference_through_validation(tiny_dir):
+    """check_items rebuilds an item with offsets; the reference must survive that rebuild."""
+    engine, _ = make_engine(tiny_dir / "types.toml")
+    [kept] = engine.check_items([Item("ok.", "q?", ("p",), ((0, 3),), "gold")])
+    assert (kept.reference, kept.token_offsets) == ("gold", ((0, 3),))
+    assert Item("ok.", "q?", ("p",), None).reference == ""  # positional constructions still hold
+
+
+def test_the_engine_limits_the_reference(tiny_dir):
+    engine, registry = make_engine(tiny_dir / "types.toml")
+    engine.check_items([Item("ok.", reference="r" * LIMIT)])  # at the limit: fine
+    with pytest.raises(InvalidInput) as err:
+        engine.check_items([Item("ok."), Item("ok.", reference="r" * (LIMIT + 1))])
+    assert err.value.field == "items[1].reference"
+    assert err.value.message == f"items[1].reference: {LIMIT + 1} characters; the limit is {LIMIT} (max_reference_chars)"
+
+
+# ----------------------------------------------------------------------------- HTTP (real service)
+
+def test_http_accepts_a_reference_and_the_result_keeps_its_shape(http):
+    items = SAMPLES[:2]
+    plain = score_http(http, items)
+    given = score_http(http, [with_reference(items[0]), with_reference(items[1], "")])
+    assert len(given) == len(plain) == 2
+    for a, b in zip(plain, given):
+        assert structure(a) == structure(b)  # same types, same segments, same granularities
+        assert [t["granularity"] for t in a["types"].values()] == [t["granularity"] for t in b["types"].values()]
+        assert a["mixed"]["weights"] == b["mixed"]["weights"]
+        assert np.isfinite(numbers(b)).all()
+    # an empty reference is no reference
+    np.testing.assert_allclose(numbers(given[1]), numbers(plain[1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("reference", [5, None, ["a", "b"], {"text": "a"}])
+def test_http_non_string_reference_is_refused_naming_the_field(http, reference):
+    r = http.post("/v1/score", json={"items": [{"response": "Paris.", "reference": reference}]})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": {"kind": "invalid_input", "field": "items[0].reference",
+                                  "message": "items[0].reference: Input should be a valid string"}}
+
+
+def test_http_over_long_reference_is_refused_naming_the_limit(http):
+    r = http.post("/v1/score", json={"items": [with_reference(SAMPLES[0], "r" * (LIMIT + 1))]})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": {"kind": "invalid_input", "field": "items[0].reference",
+                                  "message": f"items[0].reference: {LIMIT + 1} characters; the limit is "
+                                             f"{LIMIT} (max_reference_chars)"}}
+
+
+def test_openapi_documents_the_reference(http):
+    item = http.get("/docs.json").json()["components"]["schemas"]["ItemIn"]
+    prop = item["properties"]["reference"]
+    assert prop["type"] == "string" and prop["default"] == "" and prop["maxLength"] == LIMIT
+    assert "reference" not in item.get("required", [])
+
+
+# ----------------------------------------------------------------------------- gRPC (real service)
+
+def test_grpc_accepts_a_reference_and_agrees_with_http(http, stub):
+    items = [with_reference(s) for s in SAMPLES[:2]]
+    via_http = score_http(http, items, weights={"relevance": 0.5})
+    reply = stub.Score(pb2.ScoreRequest(items=[grpc_item(i) for i in items], weights={"relevance": 0.5}),
+                       timeout=120)
+    via_grpc = [grpc_result_as_dict(r) for r in reply.results]
+    assert len(via_grpc) == 2
+    for h, g in zip(via_http, via_grpc):
+        # the same reference reaches the same engine: the same result to float precision
+        assert structure(h) == structure(g) and h["mixed"]["weights"] == g["mixed"]["weights"]
+        np.testing.assert_allclose(numbers(g), numbers(h), atol=1e-5)
+
+
+def test_grpc_over_long_reference_is_refused_naming_the_field(stub):
+    item = pb2.Item(question="q?", response="Paris.", reference="r" * (LIMIT + 1))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(pb2.ScoreRequest(items=[pb2.Item(response="Fine."), item]), timeout=30)
+    e = err.value
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    md = dict(e.trailing_metadata())
+    assert md["fgrm-error-kind"] == "invalid_input" and md["fgrm-field"] == "items[1].reference"
+    assert e.details() == f"items[1].reference: {LIMIT + 1} characters; the limit is {LIMIT} (max_reference_chars)"
+
+
+# ----------------------------------------------------------------------------- what the shipped models do with it
+
+HAMLET = {"question": "Who wrote Hamlet?",
+          "passages": ["Hamlet: Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. "
+                       "It is set in Denmark."],
+          "response": "Hamlet is a tragedy written by William Shakespeare. It is set in Denmark, where the "
+                      "prince avenges his father. Bananas are rich in potassium and grow in warm places."}
+HAMLET_REFERENCE = "Hamlet is a tragedy written by William Shakespeare between 1599 and 1601."
+
+
+def _p(result, kind):
+    return [s["p_error"] for s in result["types"][kind]["segments"]]
+
+
+def test_the_reference_heads_score_relevance_and_completeness_and_leave_factuality(http):
+    plain, given = score_http(http, [HAMLET, with_reference(HAMLET, HAMLET_REFERENCE)])
+    # relevance: read against the reference, the off-topic banana sentence is more surely an
+    # error and the sentence the reference says less so
+    rel0, rel1 = _p(plain, "relevance"), _p(given, "relevance")
+    assert rel1 != rel0
+    assert rel1[0] < rel0[0] and rel1[-1] > 0.5
+    # factuality is about the passages: the reference heads keep the reference-free one
+    np.testing.assert_allclose(_p(given, "factuality"), _p(plain, "factuality"), atol=1e-6)
+    assert given["types"]["completeness"]["segments"][0]["score"] != plain["types"]["completeness"]["segments"][0]["score"]
+
+
+def test_an_answer_that_covers_the_reference_beats_one_that_does_not(http):
+    covered = with_reference({**HAMLET, "response": "Hamlet is a tragedy written by William Shakespeare between "
+                                                    "1599 and 1601."}, HAMLET_REFERENCE)
+    off = with_reference({**HAMLET, "response": "Hamlet is set in Denmark. The prince avenges his father."},
+                         HAMLET_REFERENCE)
+    a, b = score_http(http, [covered, off])
+    assert a["types"]["completeness"]["total"] > b["types"]["completeness"]["total"]
+    assert a["mixed"]["total"] > b["mixed"]["total"]
+
+
+def test_rewards_with_and_without_a_reference_do_not_depend_on_the_batch(http):
+    items = [with_reference(HAMLET, HAMLET_REFERENCE), HAMLET, with_reference(SAMPLES[0], "Paris is the capital."),
+             SAMPLES[1]]
+    together = score_http(http, items)
+    for item, res in zip(items, together):
+        [alone] = score_http(http, [item])
+        assert structure(alone) == structure(res)
+        np.testing.assert_allclose(numbers(alone), numbers(res), atol=1e-5)
