@@ -149,6 +149,7 @@ def test_the_page_shows_what_score_and_mix_answer(tab, fgrm_service):
     # the page sent the example as it is: question, one passage per block, both responses
     assert [(it["question"], it["passages"], it["response"]) for it in sent["items"]] == \
         [(example["question"], example["passages"], r) for r in example["responses"]]
+    assert not any("reference" in it for it in sent["items"])  # an empty reference box sends none
     scored = answer.json()
     assert http.post("/v1/score", json=sent).json() == scored  # the same request from outside the page
     page.wait_for_selector("#columns[data-results='2']")
@@ -207,6 +208,27 @@ def test_the_page_shows_what_score_and_mix_answer(tab, fgrm_service):
         # the mixed highlight follows the weights: one mark per event of the new mix
         assert [m["reward"] for m in marks(page, i)] == [e["reward"] for e in remixed["mixed"]["events"]]
     tab.shot("remixed")
+
+
+def test_a_reference_typed_in_the_page_is_sent_and_scored_with_it(tab, fgrm_service):
+    page = tab.open().ready().page
+    tab.load_example(0)
+    reference = EXAMPLES[0]["passages"][0].split(". ")[0] + "."
+    page.fill("#reference", reference)
+    answer = tab.score()
+    assert answer.status == 200
+    sent = answer.request.post_data_json
+    assert [it["reference"] for it in sent["items"]] == [reference] * len(EXAMPLES[0]["responses"])
+    scored = answer.json()
+    assert httpx.post(fgrm_service.base_url + "/v1/score", json=sent, timeout=120).json() == scored
+    plain = {**sent, "items": [{k: v for k, v in it.items() if k != "reference"} for it in sent["items"]]}
+    without = httpx.post(fgrm_service.base_url + "/v1/score", json=plain, timeout=120).json()
+    p_error = lambda res: [s["p_error"] for s in res["results"][0]["types"]["relevance"]["segments"]]  # noqa: E731
+    assert p_error(scored) != p_error(without)  # the reference heads scored it
+    page.wait_for_selector("#columns[data-results='2']")
+    page.click("#tab-relevance")
+    want = scored["results"][0]["types"]["relevance"]["segments"]
+    assert [m["reward"] for m in marks(page, 0)] == [s["reward"] for s in want]
 
 
 def test_bad_input_shows_the_services_own_words(tab, fgrm_service):

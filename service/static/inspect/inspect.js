@@ -91,7 +91,7 @@
       el.removeAttribute("aria-invalid");
       el.removeAttribute("aria-errormessage");
     }
-    const m = field && /^items\[(\d+)\]\.(response|question|passages)/.exec(field);
+    const m = field && /^items\[(\d+)\]\.(response|question|passages|reference)/.exec(field);
     const el = m && $(m[2] === "response" ? `response-${m[1]}` : m[2]);
     if (el) {
       el.setAttribute("aria-invalid", "true");
@@ -114,6 +114,7 @@
     if (!ex) return;
     $("question").value = ex.question;
     $("passages").value = ex.passages.join("\n\n");
+    $("reference").value = ex.reference || "";
     ex.responses.forEach((text, i) => { $(`response-${i}`).value = text; });
     countPassages();
     status("Example loaded: press Score.");
@@ -200,7 +201,9 @@
     const cps = texts.map(codePoints);
     const offsets = cps.map(wordOffsets);
     const body = {
-      items: texts.map((response, i) => ({ question: $("question").value, passages: passages(), response, token_offsets: offsets[i] })),
+      // an empty reference is left out: the request is then exactly what it was without the box
+      items: texts.map((response, i) => ({ question: $("question").value, passages: passages(), response, token_offsets: offsets[i],
+                                           ...($("reference").value.trim() ? { reference: $("reference").value } : {}) })),
       profile: $("profile").value || null,
     };
     if (state.types.length) body.weights = { ...state.weights };
@@ -275,7 +278,7 @@
     $("passages").addEventListener("input", countPassages);
     $("api-key").addEventListener("change", loadMeta);
     $("profile").addEventListener("change", () => { setWeights(state.profiles[$("profile").value] || {}); remix(); });
-    for (const id of ["question", "passages", "response-0", "response-1"]) {
+    for (const id of ["question", "passages", "reference", "response-0", "response-1"]) {
       $(id).addEventListener("input", () => { if (state.scored) status("Inputs changed: Score again to update."); });
     }
     countPassages();
