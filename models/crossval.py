@@ -130,8 +130,8 @@ def cross_validate(tables: list[RecordTable], recipe: Recipe, k: int = 5) -> dic
                     best, best_acc = (name, sign, j), acc
         name, sign, j = best
         row["lexical"] = {"feature": name, "pairwise_accuracy": _pairwise(sign * a[:, j], sign * b[:, j])}
-        for kind in ("truncated", "echo"):  # synthetic pairs: each prediction over its first sentence / the question
-            sa, sb, _, _ = _completeness_rows(test, heads.relevance, heads.factuality, 1.0, (kind,), real_pairs=False)
+        for kind in ("truncated", "echo", "blank"):  # synthetic pairs: each prediction over its first sentence / the question / nothing
+            sa, sb, _, _ = _completeness_rows(test, heads.relevance, heads.factuality, {kind: 1.0}, real_pairs=False)
             row[f"{kind}_ordered"] = _pairwise(comp.score(sa, COMPLETENESS_FEATURES), comp.score(sb, COMPLETENESS_FEATURES))
         fold["completeness"] = row
         folds.append(fold)
@@ -167,7 +167,7 @@ def summarise(folds: list[dict]) -> dict:
                            "lexical_pairwise_accuracy": _ms(r["lexical"]["pairwise_accuracy"] for r in rows),
                            "lexical_features": sorted({r["lexical"]["feature"] for r in rows}),
                            **{f"{kind}_ordered": _ms(r.get(f"{kind}_ordered") for r in rows)
-                              for kind in ("truncated", "echo")}}
+                              for kind in ("truncated", "echo", "blank")}}
     return out
 
 
@@ -216,7 +216,7 @@ def markdown(results: list[dict]) -> str:
         lines.append(f"| {res['recipe']} | completeness (pairwise) | {f(c['pairwise_accuracy'])} (earlier "
                      f"{c['prefer_earlier_accuracy']['mean']:.3f} / lexical "
                      f"{c['lexical_pairwise_accuracy']['mean']:.3f}; synthetic pairs ordered: truncated "
-                     f"{f(c['truncated_ordered'])}, echo {f(c['echo_ordered'])}) | | | | |")
+                     f"{f(c['truncated_ordered'])}, echo {f(c['echo_ordered'])}, blank {f(c['blank_ordered'])}) | | | | |")
     return "\n".join(lines)
 
 

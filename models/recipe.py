@@ -52,6 +52,8 @@ class Recipe:
     # which synthetic preference pairs (models.tables): each prediction over its own first sentence
     # ("truncated") and, not shipped (README "Quality"), over the question said back ("echo")
     synthetic_pairs: tuple[str, ...] = ("truncated",)
+    # each answer preferred over the blank one, at this weight (0: not used)
+    blank_pair_weight: float = 0.0
     # The synthetic fragment answers (models.tables): the first 1-4 words of an answer are relevance
     # errors. The head is fitted without them, then only the weight of the `fragment` flag is fitted
     # on the flagged rows (models.heads.add_flag), so every other sub-sentence scores as before.
@@ -151,12 +153,21 @@ def _segment_heads(tables: list[RecordTable], recipe: Recipe, threshold_rel=0.5,
     return rel, fact
 
 
+def pair_weights(recipe: Recipe) -> dict[str, float]:
+    """The weight of each kind of synthetic preference pair `recipe` trains on (none unless it augments)."""
+    if not recipe.augment:
+        return {}
+    out = {kind: recipe.augment_pair_weight for kind in recipe.synthetic_pairs}
+    if recipe.blank_pair_weight:
+        out["blank"] = recipe.blank_pair_weight
+    return {kind: w for kind, w in out.items() if w}
+
+
 def _completeness_rows(tables: list[RecordTable], rel: LogisticHead, fact: LogisticHead,
-                       synthetic_weight: float | None = None, synthetic_pairs: tuple[str, ...] = ("truncated",),
-                       real_pairs: bool = True):
+                       synthetic: dict[str, float] | None = None, real_pairs: bool = True):
     """(preferred rows, other rows, every real response's row, pair weights) of the completeness
-    signals; with `synthetic_weight` the synthetic pairs of the kinds `synthetic_pairs` are added
-    at that weight (training; and the CV's synthetic-pair checks, with `real_pairs` False)."""
+    signals; `synthetic` adds the synthetic pairs of each kind at its weight (training; and the
+    CV's synthetic-pair checks, with `real_pairs` False)."""
     a, b, pool, w = [], [], [], []
     for t in tables:
         rows = {}
@@ -166,8 +177,8 @@ def _completeness_rows(tables: list[RecordTable], rel: LogisticHead, fact: Logis
             if isinstance(k, int):  # real predictions only set the score normalisation
                 pool.append(rows[k])
         pairs = [(p, o, 1.0) for p, o in t.pairs] if real_pairs else []
-        if synthetic_weight:
-            pairs += [(p, o, synthetic_weight) for p, o in t.aug_pairs if o.split("-")[0] in synthetic_pairs]
+        pairs += [(p, o, (synthetic or {})[o.split("-")[0]]) for p, o in t.aug_pairs
+                  if o.split("-")[0] in (synthetic or {})]
         for p, o, weight in pairs:
             if p in rows and o in rows:
                 a.append(rows[p])
@@ -204,8 +215,7 @@ def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
             x, y, _ = stack(held, kind)
             oof[kind][0].append(head.p_error(x, features_of(kind)))
             oof[kind][1].append(y)
-        a, b, pool, w = _completeness_rows(held, rel, fact, recipe.augment_pair_weight if recipe.augment else None,
-                                           recipe.synthetic_pairs)
+        a, b, pool, w = _completeness_rows(held, rel, fact, pair_weights(recipe))
         w_rows.append(w)
         a_rows.append(a)
         b_rows.append(b)
@@ -229,8 +239,7 @@ def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
         rel, fact = _segment_heads(tables, recipe, thresholds["relevance"], thresholds["factuality"])
     rel.calibration, fact.calibration = calibrations["relevance"], calibrations["factuality"]
     if not a_rows:
-        a, b, pool, w = _completeness_rows(tables, rel, fact, recipe.augment_pair_weight if recipe.augment else None,
-                                           recipe.synthetic_pairs)
+        a, b, pool, w = _completeness_rows(tables, rel, fact, pair_weights(recipe))
         a_rows, b_rows, pool_rows, w_rows = [a], [b], [pool], [w]
     completeness = fit_preference(np.concatenate(a_rows), np.concatenate(b_rows), list(recipe.completeness_features),
                                   COMPLETENESS_FEATURES, recipe.c_completeness, np.concatenate(pool_rows),

@@ -158,6 +158,11 @@ def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
         sx, tx, table.resp_x["echo"] = _signals(embed, record, echo, subs, sentences(echo))
         table.seg_x["echo"] = (sx, tx)
         table.aug_pairs += [(k, "echo") for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
+    # ...and more than nothing at all: each answer over the blank one (scored as the service
+    # scores a blank response: no segments, the response's own signals)
+    sx, tx, table.resp_x["blank"] = _signals(embed, record, "", [], [])
+    table.seg_x["blank"] = (sx, tx)
+    table.aug_pairs += [(k, "blank") for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
 
 
 def _fragments(record: dict, response: str, embed) -> np.ndarray:
