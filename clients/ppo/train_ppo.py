@@ -117,6 +117,9 @@ class Args:
     here: 2.5 s vs 45 s per PPO step while other jobs held the cores)."""
     save: bool = True
     """Save the final policy into <out>/policy."""
+    reference: bool = False
+    """Send each question's gold answer (dev.json "answer") as the item's reference: the service
+    then scores relevance and completeness with its reference-aware heads."""
 
 
 def parse_weights(spec: str) -> dict[str, float] | None:
@@ -238,14 +241,16 @@ def rollout(policy, tok, questions, args, seed=None):
     return seq, torch.cat([pmask, rmask], 1), n, rmask
 
 
-def score(client, tok, questions, passages, resp, rmask, args, weights):
-    """Dense rewards (B, T) from the service, plus per-type totals for the log."""
+def score(client, tok, examples, resp, rmask, args, weights):
+    """Dense rewards (B, T) from the service for the responses to `examples` (load_qa's dicts),
+    plus per-type totals for the log."""
     items, offsets = [], []
     for i in range(resp.shape[0]):
         ids = resp[i, : int(rmask[i].sum())].tolist()
         text, offs = offsets_from_decode(tok, ids)
-        items.append({"question": questions[i], "passages": passages[i], "response": text,
-                      "token_offsets": offs})
+        ex = examples[i]
+        items.append({"question": ex["question"], "passages": ex["passages"], "response": text,
+                      "token_offsets": offs, **({"reference": ex["answer"]} if args.reference else {})})
         offsets.append(offs)
     results = []
     for i in range(0, len(items), 64):  # bounded requests: evaluations can be hundreds of items
@@ -269,10 +274,9 @@ def score(client, tok, questions, passages, resp, rmask, args, weights):
 @torch.no_grad()
 def evaluate(policy, tok, client, held, args, weights):
     """Mean rewards of the current policy on fixed held-out questions, fixed sampling seed."""
-    qs = [x["question"] for x in held] * args.eval_samples
-    ps = [x["passages"] for x in held] * args.eval_samples
-    seq, _, n, rmask = rollout(policy, tok, qs, args, seed=12345)
-    _, stats, texts = score(client, tok, qs, ps, seq[:, n:], rmask, args, weights)
+    examples = held * args.eval_samples
+    seq, _, n, rmask = rollout(policy, tok, [x["question"] for x in examples], args, seed=12345)
+    _, stats, texts = score(client, tok, examples, seq[:, n:], rmask, args, weights)
     stats = {"eval/" + k.split("/", 1)[1]: v for k, v in stats.items()}
     stats["eval/length"] = float(rmask.sum(1).float().mean())
     return stats, texts
@@ -373,8 +377,7 @@ def main(args: Args):
         # ---- 2. rewards from the service ------------------------------------------------
         t = time.time()
         try:
-            scores, rstats, _ = score(client, tok, qs, [x["passages"] for x in batch], seq[:, n:],
-                                      rmask, args, weights)
+            scores, rstats, _ = score(client, tok, batch, seq[:, n:], rmask, args, weights)
         except FgrmError as exc:  # typed: a trainer decides; here we stop cleanly and log it
             stop_reason = f"service error: {exc}"
             break

@@ -89,11 +89,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/score":
             return self._send(404, {"error": {"kind": "not_found", "message": self.path}})
         self.server.calls += 1
+        self.server.items += body["items"]
         self._send(200, {"results": [score_item(it, body.get("weights")) for it in body["items"]]})
 
 
 def start() -> tuple[str, ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.calls = 0
+    server.items = []  # every item scored, in order (what the client sent)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server

@@ -34,7 +34,7 @@ def tiny_policy(path: Path) -> Path:
     return path
 
 
-def run_ppo_steps(tmp_path, url, mode="fine-grained", steps=2):
+def run_ppo_steps(tmp_path, url, mode="fine-grained", steps=2, reference=False):
     import train_ppo
 
     policy_dir = tiny_policy(tmp_path / "policy")
@@ -44,7 +44,7 @@ def run_ppo_steps(tmp_path, url, mode="fine-grained", steps=2):
         policy=str(policy_dir), out=str(tmp_path / "run"), url=url, mode=mode, total_steps=steps,
         batch_size=4, minibatch_size=2, ppo_epochs=1, n_eval=4, eval_every=100,
         max_new_tokens=8, max_prompt_tokens=16, policy_lr=1e-3, save=False,
-        weights="relevance=2" if mode == "fine-grained" else "",
+        weights="relevance=2" if mode == "fine-grained" else "", reference=reference,
     )
     after = train_ppo.main(args).state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -74,3 +74,19 @@ def test_holistic_mode_runs(tmp_path):
     finally:
         server.shutdown()
     assert changed and rows[-1]["step"] == 1
+
+
+def test_with_reference_every_item_carries_its_questions_gold_answer(tmp_path):
+    from common import load_qa
+
+    answers = {x["question"]: x["answer"] for part in load_qa() for x in part}
+    url, server = fake_service.start()
+    try:
+        run_ppo_steps(tmp_path / "with", url, steps=1, reference=True)
+        with_ref = list(server.items)
+        server.items.clear()
+        run_ppo_steps(tmp_path / "without", url, steps=1)
+    finally:
+        server.shutdown()
+    assert with_ref and all(it["reference"] == answers[it["question"]] and it["reference"] for it in with_ref)
+    assert server.items and not any("reference" in it for it in server.items)

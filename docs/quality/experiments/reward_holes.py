@@ -11,7 +11,9 @@ and the share of records where it beats prediction 1.
 
 To probe another recipe: `fgrm train --recipe R --out DIR --cv 0`, a copy of
 models/feedback_types.toml pointing at DIR, and `FGRM_FEEDBACK_TYPES=that-copy fgrm serve ...`.
-Measured 2026-11-28 (README "Quality", "What else a policy could write").
+Measured 2026-11-28 (README "Quality", "What else a policy could write"); `--reference` sends
+each record's gold answer as the reference (README "Quality", "With a reference answer"; these
+records' gold answers trained the reference heads, so that column is in-sample).
 """
 import argparse
 
@@ -36,11 +38,14 @@ def main() -> None:
     ap.add_argument("--url", default="http://127.0.0.1:3931")
     ap.add_argument("--profile", default=None, help="weight profile (default: the service's default weights)")
     ap.add_argument("--records", type=int, default=60)
+    ap.add_argument("--reference", action="store_true",
+                    help="send each record's gold answer as the reference (the @reference heads score it)")
     args = ap.parse_args()
     records = load_records(DATA_DIR / "dev_feedback.json")[: args.records]
     per_record = [strategies(r) for r in records]
     names = list(per_record[0])
-    items = [{"question": r["question"], "passages": passages_of(r), "response": text}
+    items = [{"question": r["question"], "passages": passages_of(r), "response": text,
+              **({"reference": r["gold"]} if args.reference else {})}
              for r, s in zip(records, per_record) for text in s.values()]
     body = {"profile": args.profile} if args.profile else {}
     results = []
