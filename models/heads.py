@@ -66,6 +66,9 @@ class PreferenceHead:
     coef: list[float]
     score_mean: float = 0.0
     score_std: float = 1.0
+    # the mean score of a blank answer to the training questions (models.recipe.fit): where
+    # "saying nothing" sits on this head's scale (None in checkpoints fitted before it existed)
+    blank_score: float | None = None
 
     def score(self, x: np.ndarray, all_features: tuple[str, ...]) -> np.ndarray:
         """Bradley-Terry score per row of `x` (one row per response)."""

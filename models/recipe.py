@@ -244,4 +244,7 @@ def fit(tables: list[RecordTable], recipe: Recipe = Recipe()) -> FittedHeads:
     completeness = fit_preference(np.concatenate(a_rows), np.concatenate(b_rows), list(recipe.completeness_features),
                                   COMPLETENESS_FEATURES, recipe.c_completeness, np.concatenate(pool_rows),
                                   np.concatenate(w_rows))
+    _, blank, _, _ = _completeness_rows(tables, rel, fact, {"blank": 1.0}, real_pairs=False)
+    if len(blank):
+        completeness.blank_score = float(completeness.score(blank, COMPLETENESS_FEATURES).mean())
     return FittedHeads(rel, fact, completeness)

@@ -80,6 +80,18 @@ class HeadSet:
         return {"relevance": self.relevance.threshold, "factuality": self.factuality.threshold}
 
 
+def _on_base_scale(score: float, ref: PreferenceHead, base: PreferenceHead) -> float:
+    """A reference head's completeness score on the scale of the head whose norm the service
+    applies (checkpoint norm.completeness). The mean training answer and the blank answer land
+    where the reference-free head puts them, so a blank answer is charged alike with or without
+    a reference: z-scored by its own spread instead, the reference head charged it -2.21 against
+    -3.50, and a PPO policy sent references fell silent sooner (clients/README.md)."""
+    if ref.blank_score is None or base.blank_score is None or not ref.score_mean > ref.blank_score:
+        return (score - ref.score_mean) / ref.score_std * base.score_std + base.score_mean
+    stretch = (base.score_mean - base.blank_score) / (ref.score_mean - ref.blank_score)
+    return base.score_mean + (score - ref.score_mean) * stretch
+
+
 class SignalModel:
     """The heads of an embedding checkpoint, with its tokenizer; plays the role of
     models.encoding.Encoder for `models.checkpoint.load`."""
@@ -144,10 +156,7 @@ class SignalModel:
         comp_x = completeness_input(resp_x, p_rel, p_fact)
         score = float(heads.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
         if heads is not self.heads:
-            # the reference head's score on the scale of the head whose norm the service applies
-            # (checkpoint norm.completeness): the same z-score of its own training responses
-            ref, base = heads.completeness, self.heads.completeness
-            score = (score - ref.score_mean) / ref.score_std * base.score_std + base.score_mean
+            score = _on_base_scale(score, heads.completeness, self.heads.completeness)
         return SignalOutputs(p_rel, p_fact, score, heads.thresholds())
 
     def run(self, forward, plans: list[ItemPlan], max_rows: int = 64) -> list[SignalOutputs]:

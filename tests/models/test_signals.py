@@ -174,6 +174,22 @@ def test_bradley_terry_head_orders_pairs_by_the_feature_that_decides_them():
     assert head.coef[0] > 0 and abs(head.coef[1]) < head.coef[0]
 
 
+def test_a_reference_heads_completeness_lands_on_the_served_scale_by_its_anchors():
+    from models.signal_model import _on_base_scale
+
+    base = PreferenceHead(["x"], [1.0], [1.0], score_mean=14.0, score_std=1.2, blank_score=0.5)
+    ref = PreferenceHead(["x"], [1.0], [1.0], score_mean=9.0, score_std=1.2, blank_score=0.0)
+    # the mean answer and the blank answer land where the served (reference-free) head has them,
+    # so the service's one normalisation charges a blank answer alike in both modes
+    assert _on_base_scale(9.0, ref, base) == pytest.approx(14.0)
+    assert _on_base_scale(0.0, ref, base) == pytest.approx(0.5)
+    assert _on_base_scale(10.0, ref, base) == pytest.approx(14.0 + 13.5 / 9.0)
+    # a checkpoint without blank anchors: the same z-score of each head's own training answers
+    ref.blank_score = None
+    assert _on_base_scale(9.0 + 1.2 * 2, ref, base) == pytest.approx(14.0 + 1.2 * 2)
+    assert head_from_json(base.to_json()).blank_score == 0.5
+
+
 def test_metrics_agree_with_scikit_learn_and_threshold_separates():
     from sklearn.metrics import roc_auc_score
 
@@ -227,6 +243,8 @@ def test_train_writes_a_checkpoint_with_heads_thresholds_and_its_cv(small_run):
                    for f in meta["heads"][h]["features"])
     assert meta["cv_with_reference"]["summary"]["relevance"]["auc"]["mean"] is not None
     assert meta["norm"]["completeness"]["std"] > 0
+    for head in ("completeness", "completeness@reference"):  # a blank answer sits below the mean answer
+        assert meta["heads"][head]["blank_score"] < meta["heads"][head]["score_mean"]
     assert meta["training"]["records"] == 16 and small_run["cache"].is_file()
     summary = meta["cv"]["summary"]
     for kind in ("relevance", "factuality"):

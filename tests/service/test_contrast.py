@@ -73,18 +73,22 @@ def test_a_case_is_scored_the_same_alone_as_in_the_batch(fgrm_service, scored):
                     assert a[key] == pytest.approx(b[key], abs=1e-5)
 
 
-def test_a_blank_or_one_word_answer_scores_below_real_answers_under_the_default_mix(fgrm_service):
+@pytest.mark.parametrize("with_reference", [False, True], ids=["no-reference", "gold-reference"])
+def test_a_blank_or_one_word_answer_scores_below_real_answers_under_the_default_mix(fgrm_service, with_reference):
     """The default mix must not pay a policy for saying nothing. QA-Feedback's own predictions
     (mostly right, some wrong: what a trained policy writes) against a blank answer and the
     first word of prediction 1, to the same question, under the default weights. Measured on
     the first 100 records (2026-11-28): 99.2 % of the predictions above blank, 97.0 % above one
-    word; with completeness weighted 0 (the default until then) 44.5 % and 57.2 %."""
+    word; with completeness weighted 0 (the default until then) 44.5 % and 57.2 %. With each
+    record's gold answer as the reference the same must hold (the reference heads' completeness
+    is anchored to charge a blank answer alike; z-scored by its own spread, blank beat 7 % of
+    prediction 1s: README "Quality")."""
     from models.data import DATA_DIR, load_records, passages_of
 
     records = load_records(DATA_DIR / "dev_feedback.json")[:30]
     items = []
     for r in records:
-        ask = {"question": r["question"], "passages": passages_of(r)}
+        ask = {"question": r["question"], "passages": passages_of(r), **({"reference": r["gold"]} if with_reference else {})}
         items += [{**ask, "response": r[f"prediction {k}"]} for k in (1, 2, 3, 4)]
         items += [{**ask, "response": ""}, {**ask, "response": r["prediction 1"].split()[0]}]
     with httpx.Client(base_url=fgrm_service.base_url, timeout=300.0) as client:

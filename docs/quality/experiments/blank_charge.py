@@ -12,7 +12,9 @@ as a way to push it further, with their 5-fold CV cost.
 Measured 2026-11-28: base -11.69 (CV pairwise 0.554); reference -7.37 (0.632); with blank pairs
 at 0.1 / 1 / 3: -5.30 / -6.31 / -6.87 (0.631 / 0.630 / 0.630). The pairs bring the blank answer
 *closer* (it was already below every answer; the pairs only ask for "below", and the
-regularised fit takes the smaller step), so they were not kept.
+regularised fit takes the smaller step), so they were not kept; the reference head's score is
+anchored to the served scale instead (models.signal_model._on_base_scale: the blank answer costs
+the same in both modes).
 """
 import sys
 from dataclasses import replace
