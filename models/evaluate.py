@@ -138,7 +138,6 @@ def _metrics(records: list[dict], run, seg_heads, seq_heads, golds: list[str] | 
     """`run(items, references)` -> per item (p_error by head, score by head, thresholds by head)."""
     examples = _examples(records)
     items = [(e.question, e.passages, e.response, e.subsentences) for e in examples]
-    refs = golds
     # all four predictions, for preferences (prediction 1's segments come from the labelled example)
     pref_items, pref_refs, pref_index = [], [], {}
     for ri, r in enumerate(records):
@@ -147,7 +146,7 @@ def _metrics(records: list[dict], run, seg_heads, seq_heads, golds: list[str] | 
             pref_index[(ri, k)] = len(pref_items)
             pref_items.append((r["question"], items[ri][1], resp, label_response(r, resp, None).subsentences))
             pref_refs.append(golds[ri] if golds else "")
-    seg_out = run(items, refs)
+    seg_out = run(items, golds)
     result: dict = {"skipped_too_long": sum(1 for o in seg_out if o is None)}
     for head, attr, name in (("relevance", "relevance", "relevance"), ("factuality", "factuality", "factuality"),
                              ("factuality", "factuality_all", "factuality_all")):

@@ -65,7 +65,7 @@ class SignalOutputs:
     thresholds: dict[str, float]  # the error threshold of the heads that scored it
 
 
-# The suffix of the heads fitted with the reference signals too (models.recipe.REFERENCE_TWIN):
+# The suffix of the heads fitted with the reference signals too (the recipe's `reference_twin`):
 # an item with a reference answer is scored by those, one without by the others.
 WITH_REFERENCE = "@reference"
 

@@ -3,8 +3,9 @@
 Steps: embed every text the QA-Feedback records need with the frozen all-MiniLM-L6-v2
 (one row per sentence; cached on disk by text, so a rerun skips it), compute the signals of
 models.signals, fit the heads of the recipe (models.recipe.fit: thresholds and Platt
-calibration on cross-fitted predictions), run the K-fold cross-validation of the same recipe
-(models.crossval) and store its summary beside the weights. On this 2-core CPU the whole run
+calibration on cross-fitted predictions) and of its reference twin (the `@reference` heads, for
+items that carry a reference answer), run the K-fold cross-validation of both (models.crossval)
+and store their summaries beside the weights. On this 2-core CPU the whole run
 takes about 5 minutes, nearly all of it the embedding.
 
 `fgrm train --recipe finetune ...` runs the older fine-tuned-encoder recipe (models.finetune).
