@@ -191,12 +191,19 @@ class RewardService:
         ctx: bentoml.Context = None,
     ) -> OpenRLHFOut:
         """OpenRLHF remote reward model: mixed total reward per query (= prompt + response), and
-        each feedback type's total in `extra_logs`."""
+        each feedback type's total in `extra_logs`. With `?labels=reference` in the URL, each
+        label is its query's reference answer."""
         from service.errors import InvalidInput
-        from service.openrlhf import as_openrlhf_error, extra_logs, to_items
+        from service.openrlhf import as_openrlhf_error, extra_logs, reference_labels, to_items
 
         try:
-            results = await self.engine.score(to_items(query, prompts), None, profile, transport="openrlhf")
+            asked = ctx.request.query_params.get("labels") if ctx is not None else None
+            if asked not in (None, "reference"):
+                raise InvalidInput("labels", f"the URL's labels={asked!r} is not known; labels=reference uses each "
+                                             "label as its query's reference answer")
+            references = reference_labels(labels, len(query)) if asked == "reference" else None
+            results = await self.engine.score(to_items(query, prompts, references), None, profile,
+                                              transport="openrlhf")
         except InvalidInput as exc:
             raise as_openrlhf_error(exc) from None
         rewards = [r.mixed.total for r in results]

@@ -4,7 +4,12 @@ OpenRLHF (`--reward.remote_url`, formerly `--remote_rm_url`) posts the full text
 prompt + response, decoded from token ids) with the original prompts and reads back
 ``{"rewards": [...], "scores": [...], "extra_logs": {name: [...]}}``, one value per query. The
 reward here is the item's mixed total (Σ_k w_k · total_k); `extra_logs` carries each feedback
-type's total, which OpenRLHF logs per key. `labels` are accepted and not used.
+type's total, which OpenRLHF logs per key. `labels` are accepted and not used, unless the URL
+asks for them as references (`/v1/openrlhf?labels=reference`, e.g. `--reward.remote_url
+http://rm:3000/v1/openrlhf?labels=reference` with the dataset's gold answers as labels): then
+each label is its query's reference answer (`reference_labels`), and the signal models score it
+with their reference heads. Opt-in, because it changes the rewards of callers whose labels are
+something else.
 
 Finding the response in a query, as OpenRLHF really sends it:
 - the query usually starts with the prompt: the response is what follows;
@@ -74,7 +79,20 @@ def locate_response(query: str, prompt: str) -> str | None:
     return None if last is None else query[last.end():]
 
 
-def to_items(queries: list[str], prompts: list[str] | None) -> list[Item]:
+def reference_labels(labels, n: int) -> list[str]:
+    """OpenRLHF's `labels` as one reference answer per query (None or "" for none)."""
+    if not isinstance(labels, list) or len(labels) != n:
+        got = f"{len(labels)} labels" if isinstance(labels, list) else "no labels"
+        raise InvalidInput("labels", f"{got} for {n} queries; with ?labels=reference each query needs its "
+                                     "reference answer (or null)")
+    for i, label in enumerate(labels):
+        if label is not None and not isinstance(label, str):
+            raise InvalidInput(f"labels[{i}]", f"a reference answer must be a string or null, not "
+                                               f"{type(label).__name__}")
+    return [label or "" for label in labels]
+
+
+def to_items(queries: list[str], prompts: list[str] | None, references: list[str] | None = None) -> list[Item]:
     """One item per query; the response is what follows the prompt in the query."""
     if prompts is None:
         prompts = [""] * len(queries)
@@ -89,7 +107,7 @@ def to_items(queries: list[str], prompts: list[str] | None) -> list[Item]:
                                               f"{TAIL_WORDS} words ({shown!r}), so the response cannot be "
                                               "found; OpenRLHF sends query = prompt + response")
         question, passages = parse_prompt(prompt)
-        items.append(Item(response, question, passages))
+        items.append(Item(response, question, passages, reference=references[i] if references else ""))
     return items
 
 
@@ -100,7 +118,9 @@ def extra_logs(results, type_names: list[str]) -> dict[str, list[float]]:
 
 
 def as_openrlhf_error(exc: InvalidInput) -> InvalidInput:
-    """The engine names items (`items[3].response`); an OpenRLHF caller sent `query[3]`."""
-    field = re.sub(r"^items(\[\d+\])?(\.response)?", lambda m: "query" + (m.group(1) or ""), exc.field)
+    """The engine names items (`items[3].response`, `items[3].reference`); an OpenRLHF caller sent
+    `query[3]` and `labels[3]`."""
+    field = re.sub(r"^items(\[\d+\])?\.reference$", lambda m: "labels" + (m.group(1) or ""), exc.field)
+    field = re.sub(r"^items(\[\d+\])?(\.response)?", lambda m: "query" + (m.group(1) or ""), field)
     message = exc.message.split(": ", 1)[1] if ": " in exc.message else exc.message
     return type(exc)(field, message)

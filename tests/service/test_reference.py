@@ -164,3 +164,42 @@ def test_rewards_with_and_without_a_reference_do_not_depend_on_the_batch(http):
         [alone] = score_http(http, [item])
         assert structure(alone) == structure(res)
         np.testing.assert_allclose(numbers(alone), numbers(res), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- OpenRLHF: labels as references
+
+def _openrlhf_body(items):
+    prompts = [f"question: {it['question']} context: " + " | ".join(
+        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in it["passages"]) for it in items]
+    return {"query": [p + it["response"] for p, it in zip(prompts, items)], "prompts": prompts,
+            "labels": [it.get("reference") for it in items]}
+
+
+def test_openrlhf_labels_are_references_only_when_the_url_asks(http):
+    items = [with_reference(HAMLET, HAMLET_REFERENCE), HAMLET]  # the second query's label is null
+    body = _openrlhf_body(items)
+    plain, given = score_http(http, [HAMLET, HAMLET]), score_http(http, items)
+    r = http.post("/v1/openrlhf", json=body)  # labels ignored, as before
+    assert r.status_code == 200, r.text
+    assert r.json()["rewards"] == pytest.approx([x["mixed"]["total"] for x in plain], abs=1e-5)
+    r = http.post("/v1/openrlhf?labels=reference", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["rewards"] == pytest.approx([x["mixed"]["total"] for x in given], abs=1e-5)
+    assert r.json()["rewards"][0] != pytest.approx(plain[0]["mixed"]["total"], abs=1e-3)
+
+
+@pytest.mark.parametrize("url, labels, field, message", [
+    ("/v1/openrlhf?labels=reference", ["one"], "labels",
+     "labels: 1 labels for 2 queries; with ?labels=reference each query needs its reference answer (or null)"),
+    ("/v1/openrlhf?labels=reference", ["one", 5], "labels[1]",
+     "labels[1]: a reference answer must be a string or null, not int"),
+    ("/v1/openrlhf?labels=reference", ["one", "r" * (LIMIT + 1)], "labels[1]",
+     f"labels[1]: {LIMIT + 1} characters; the limit is {LIMIT} (max_reference_chars)"),
+    ("/v1/openrlhf?labels=gold", ["one", "two"], "labels",
+     "labels: the URL's labels='gold' is not known; labels=reference uses each label as its query's reference answer"),
+])
+def test_openrlhf_bad_labels_are_refused_naming_them(http, url, labels, field, message):
+    body = {**_openrlhf_body([HAMLET, HAMLET]), "labels": labels}
+    r = http.post(url, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": {"kind": "invalid_input", "field": field, "message": message}}
