@@ -9,6 +9,8 @@ Over gRPC the worker is not visible; several fresh channels (connections) read t
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import httpx
 import pytest
@@ -21,7 +23,10 @@ pb2, pb2_grpc = stubs()
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 ITEM = {"question": "Who wrote Hamlet?", "passages": ["Hamlet is a tragedy written by William Shakespeare."],
         "response": "Hamlet was written by William Shakespeare."}
-MAX_TRIES = 60  # new connections tried until both workers have answered
+MAX_TRIES = 60  # new connections tried until both workers have answered...
+# ...and, for the reads, for at least this long: "ready" means one worker answers /readyz, and in
+# a full test run the other was twice seen to take more than 60 reads to start taking connections
+READ_FOR_S = 60.0
 
 
 def fresh(method: str, url: str, **kw) -> httpx.Response:
@@ -44,7 +49,10 @@ def read_from_every_worker(base: str, name: str, expected: dict, workers: int = 
     """Reads (GET /v1/profiles and a score with the profile) until `workers` pids have answered;
     every single answer must already carry the new weights."""
     pids: set[str] = set()
-    for _ in range(MAX_TRIES):
+    deadline = time.monotonic() + READ_FOR_S
+    tries = 0
+    while tries < MAX_TRIES or time.monotonic() < deadline:
+        tries += 1
         got = fresh("GET", f"{base}/v1/profiles")
         assert got.json()["profiles"][name] == expected, (got.headers[WORKER_HEADER], got.text)
         scored = fresh("POST", f"{base}/v1/score", json={"items": [ITEM], "profile": name})
@@ -53,7 +61,7 @@ def read_from_every_worker(base: str, name: str, expected: dict, workers: int = 
         pids |= {got.headers[WORKER_HEADER], scored.headers[WORKER_HEADER]}
         if len(pids) >= workers:
             return pids
-    pytest.fail(f"only workers {pids} answered in {MAX_TRIES} connections")
+    pytest.fail(f"only workers {pids} answered in {tries} connections over {READ_FOR_S:.0f} s")
 
 
 def grpc_profiles(target: str) -> dict:
