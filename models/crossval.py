@@ -42,14 +42,14 @@ REFERENCE_LEXICAL = tuple(f for f in REFERENCE_SEGMENT_FEATURES if not f.startsw
 def _candidates(recipe: Recipe, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(lexical, best-signal) candidates for the baselines of `recipe`'s `kind` head: with the
     reference's overlap signals where that head reads them."""
+    features = {"relevance": recipe.relevance_features, "factuality": recipe.factuality_features,
+                "completeness": recipe.completeness_features}[kind]
+    reads = without_reference(features) != tuple(features)
     if kind == "completeness":
-        reads = any(f in recipe.completeness_features for f in RESPONSE_FEATURES if f not in
-                    without_reference(RESPONSE_FEATURES))
         names = tuple(f for f in (RESPONSE_FEATURES if reads else without_reference(RESPONSE_FEATURES))
                       if not f.startswith(("cos_", "ref_cos")))
         return names, names
-    features = recipe.relevance_features if kind == "relevance" else recipe.factuality_features
-    ref = REFERENCE_LEXICAL if any(f in features for f in REFERENCE_SEGMENT_FEATURES) else ()
+    ref = REFERENCE_LEXICAL if reads else ()
     return OVERLAP_FEATURES + ref[:1], LEXICAL + ref
 
 

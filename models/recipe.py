@@ -9,7 +9,7 @@ completeness head is trained on predictions for records the segment heads did no
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,24 +71,21 @@ class Recipe:
     reference_twin: str = "signals-lr-reference"
 
 
+# With a reference answer (the records' gold in training): relevance and completeness read the
+# reference's signals too; factuality does not (a true sentence the reference leaves out is
+# still true: reading it, factuality over all sentences fell below the majority rule on CV).
+# The synthetic "full over truncated" pairs count 0.1: at 1 they cost 0.03 of real-pair
+# accuracy, at 0 a cut answer wins a quarter of its pairs (README "Quality").
+REFERENCE = Recipe("signals-lr-reference", SUBSENTENCE_FEATURES, without_reference(SEGMENT_FEATURES),
+                   COMPLETENESS_FEATURES, augment_pair_weight=0.1, reference_twin="")
+
 RECIPES = {
     "signals-lr": Recipe(),
-    # With a reference answer (the records' gold in training): relevance and completeness read the
-    # reference's signals too; factuality does not (a true sentence the reference leaves out is
-    # still true: reading it, factuality over all sentences fell below the majority rule on CV).
-    # The synthetic "full over truncated" pairs count 0.1: at 1 they cost 0.03 of real-pair
-    # accuracy, at 0 a cut answer wins a quarter of its pairs (README "Quality").
-    "signals-lr-reference": Recipe("signals-lr-reference", SUBSENTENCE_FEATURES, without_reference(SEGMENT_FEATURES),
-                                   COMPLETENESS_FEATURES, augment_pair_weight=0.1, reference_twin=""),
-    "signals-lr-reference-pairs1": Recipe("signals-lr-reference-pairs1", SUBSENTENCE_FEATURES,
-                                          without_reference(SEGMENT_FEATURES), COMPLETENESS_FEATURES,
-                                          augment_pair_weight=1.0, reference_twin=""),
-    "signals-lr-reference-pairs0": Recipe("signals-lr-reference-pairs0", SUBSENTENCE_FEATURES,
-                                          without_reference(SEGMENT_FEATURES), COMPLETENESS_FEATURES,
-                                          augment_pair_weight=0.0, reference_twin=""),
-    "signals-lr-reference-factuality": Recipe("signals-lr-reference-factuality", SUBSENTENCE_FEATURES,
-                                              SEGMENT_FEATURES, COMPLETENESS_FEATURES, augment_pair_weight=0.1,
-                                              reference_twin=""),
+    "signals-lr-reference": REFERENCE,
+    "signals-lr-reference-pairs1": replace(REFERENCE, name="signals-lr-reference-pairs1", augment_pair_weight=1.0),
+    "signals-lr-reference-pairs0": replace(REFERENCE, name="signals-lr-reference-pairs0", augment_pair_weight=0.0),
+    "signals-lr-reference-factuality": replace(REFERENCE, name="signals-lr-reference-factuality",
+                                               factuality_features=SEGMENT_FEATURES),
     "signals-lr-no-context": Recipe("signals-lr-no-context", BASE_SEGMENT_FEATURES + ("fragment",), c_relevance=1.0,
                                     relevance_augment_weight=0.1),
     "signals-lr-context-aug0.1": Recipe("signals-lr-context-aug0.1", c_relevance=0.03, relevance_augment_weight=0.1),

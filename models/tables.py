@@ -137,6 +137,7 @@ def _augment(table: RecordTable, record: dict, ex, donor: dict | None, embed) ->
 def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
     """The synthetic completeness pairs of `_augment` (training only)."""
     q = record["question"]
+    answered = [k for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
     # completeness means coverage: each prediction says more than its own first sentence
     for k in (1, 2, 3, 4):
         text = record.get(f"prediction {k}") or ""
@@ -157,12 +158,12 @@ def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
         subs = label_response(record, echo, None).subsentences
         sx, tx, table.resp_x["echo"] = _signals(embed, record, echo, subs, sentences(echo))
         table.seg_x["echo"] = (sx, tx)
-        table.aug_pairs += [(k, "echo") for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
+        table.aug_pairs += [(k, "echo") for k in answered]
     # ...and more than nothing at all: each answer over the blank one (scored as the service
     # scores a blank response: no segments, the response's own signals)
     sx, tx, table.resp_x["blank"] = _signals(embed, record, "", [], [])
     table.seg_x["blank"] = (sx, tx)
-    table.aug_pairs += [(k, "blank") for k in (1, 2, 3, 4) if (record.get(f"prediction {k}") or "").strip()]
+    table.aug_pairs += [(k, "blank") for k in answered]
 
 
 def _fragments(record: dict, response: str, embed) -> np.ndarray:

@@ -14,7 +14,7 @@ from service.domain import Item
 from service.errors import InvalidInput
 from service.proto import stubs
 from tests.service.conftest import make_engine
-from tests.service.test_service import SAMPLES, grpc_result_as_dict, numbers, score_http, structure
+from tests.service.test_service import SAMPLES, grpc_result_as_dict, numbers, qa_prompt, score_http, structure
 
 pb2, pb2_grpc = stubs()
 REFERENCE = ("The capital of France is Paris, on the Seine; it has been the capital since the "
@@ -169,8 +169,7 @@ def test_rewards_with_and_without_a_reference_do_not_depend_on_the_batch(http):
 # ----------------------------------------------------------------------------- OpenRLHF: labels as references
 
 def _openrlhf_body(items):
-    prompts = [f"question: {it['question']} context: " + " | ".join(
-        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in it["passages"]) for it in items]
+    prompts = [qa_prompt(it) for it in items]
     return {"query": [p + it["response"] for p, it in zip(prompts, items)], "prompts": prompts,
             "labels": [it.get("reference") for it in items]}
 

@@ -230,12 +230,18 @@ def test_profiles_list_and_use(http, rpc):
     assert names[0] == "default" and "relevance-only" in names
 
 
+def qa_prompt(item: dict) -> str:
+    """The QA-Feedback prompt of an item (`question: Q context: wikipage: T text: P | ...`), as
+    OpenRLHF sends it."""
+    return f"question: {item['question']} context: " + " | ".join(
+        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in item["passages"])
+
+
 def test_openrlhf_endpoint(http):
     from service.openrlhf import parse_prompt
 
     s = SAMPLES[4]
-    prompt = f"question: {s['question']} context: " + " | ".join(
-        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in s["passages"])
+    prompt = qa_prompt(s)
     assert parse_prompt(prompt) == (s["question"], tuple(s["passages"]))
     r = http.post("/v1/openrlhf", json={"query": [prompt + s["response"]], "prompts": [prompt]})
     assert r.status_code == 200, r.text
@@ -250,8 +256,7 @@ def test_openrlhf_as_openrlhf_sends_it(http):
     """OpenRLHF's request: batched query / prompts / labels, one prompt left-truncated (its first
     words cut, whitespace changed by decoding), chat-templated prompts; per-type extra_logs back."""
     s = SAMPLES[4]
-    prompt = f"question: {s['question']} context: " + " | ".join(
-        f"wikipage: {p.split(': ', 1)[0]} text: {p.split(': ', 1)[1]}" for p in s["passages"])
+    prompt = qa_prompt(s)
     chat = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
     words = prompt.split()
     truncated = "  ".join(words[len(words) // 3:])  # left-truncated, and decoded with other spaces
