@@ -69,6 +69,14 @@ class Recipe:
     # The recipe whose heads `fgrm train` also fits and stores as the `@reference` heads, which
     # score the items that come with a reference answer (models.signal_model); "" for none.
     reference_twin: str = "signals-lr-reference"
+    # Served by a reference twin only: an item whose reference has fewer distinct content words
+    # than this gets its relevance from the reference-free head (its completeness still reads the
+    # reference). The twin learnt ASQA's long gold answers; sent a short answer ("August 31,
+    # 2018"), nearly every sub-sentence looks unsupported by it and is flagged (AUC 0.674 against
+    # 0.723 without it). The twin stops losing to the reference-free head at about 10 distinct
+    # content words, and a floor of 10 left no reference length worse off than no reference on CV
+    # (8 and 12 did: docs/quality/experiments/terse_reference.py); 0: no floor.
+    relevance_reference_min_words: int = 0
 
 
 # With a reference answer (the records' gold in training): relevance and completeness read the
@@ -77,7 +85,8 @@ class Recipe:
 # The synthetic "full over truncated" pairs count 0.1: at 1 they cost 0.03 of real-pair
 # accuracy, at 0 a cut answer wins a quarter of its pairs (README "Quality").
 REFERENCE = Recipe("signals-lr-reference", SUBSENTENCE_FEATURES, without_reference(SEGMENT_FEATURES),
-                   COMPLETENESS_FEATURES, augment_pair_weight=0.1, reference_twin="")
+                   COMPLETENESS_FEATURES, augment_pair_weight=0.1, reference_twin="",
+                   relevance_reference_min_words=10)
 
 RECIPES = {
     "signals-lr": Recipe(),

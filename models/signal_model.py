@@ -110,6 +110,9 @@ class SignalModel:
         # without reference heads (a checkpoint fitted by a recipe without a twin), a reference is ignored
         twin = [heads.get(f"{name}{WITH_REFERENCE}") for name in ("relevance", "factuality", "completeness")]
         self.reference_heads = HeadSet(*twin) if all(twin) else None
+        # a reference with fewer distinct content words than this scores relevance by the
+        # reference-free head (models.recipe.Recipe.relevance_reference_min_words says why)
+        self.relevance_reference_min_words = int(meta.get("reference_relevance_min_words") or 0)
         for hs in (self.heads, self.reference_heads):
             if hs is not None:  # fail at load, not at the first request
                 hs.relevance.columns(SUBSENTENCE_FEATURES)
@@ -155,9 +158,16 @@ class SignalModel:
         p_fact = heads.factuality.p_error(sent_x, SEGMENT_FEATURES)
         comp_x = completeness_input(resp_x, p_rel, p_fact)
         score = float(heads.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
+        thresholds = heads.thresholds()
         if heads is not self.heads:
             score = _on_base_scale(score, heads.completeness, self.heads.completeness)
-        return SignalOutputs(p_rel, p_fact, score, heads.thresholds())
+            if len(plan.ctx.reference_words) < self.relevance_reference_min_words:
+                # too short a reference for the twin's relevance head: the reference-free one
+                # (which reads no reference column, so this is exactly the no-reference P). The
+                # twin's completeness above still read the twin's P, as it was fitted and measured.
+                p_rel = self.heads.relevance.p_error(sub_x, SUBSENTENCE_FEATURES)
+                thresholds["relevance"] = self.heads.relevance.threshold
+        return SignalOutputs(p_rel, p_fact, score, thresholds)
 
     def run(self, forward, plans: list[ItemPlan], max_rows: int = 64) -> list[SignalOutputs]:
         """Embed every plan's rows with `forward(ids, mask)` (rows sorted by length, in chunks)

@@ -52,6 +52,7 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
                     reference_heads=None, reference_cv: dict | None = None) -> dict:
     """fgrm.json of a signal checkpoint; `reference_heads` (the twin recipe's) are stored as
     `<head>@reference` for the items that come with a reference answer."""
+    from models.recipe import RECIPES
     from models.signal_model import SIGNALS_VERSION, WITH_REFERENCE
     from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES
 
@@ -75,6 +76,10 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
         "norm": {"completeness": {"mean": heads.completeness.score_mean, "std": heads.completeness.score_std}},
         "recipe": recipe.name,
         "reference_recipe": recipe.reference_twin if reference_heads is not None else None,
+        # models.recipe.Recipe.relevance_reference_min_words of the twin: shorter references get the
+        # reference-free relevance head
+        "reference_relevance_min_words": (RECIPES[recipe.reference_twin].relevance_reference_min_words
+                                          if reference_heads is not None else None),
         "training": {"records": records, "data": str(data.name), "data_sha256": sha256_file(data),
                      "wall_time_s": round(seconds, 1)},
         "cv": cv,

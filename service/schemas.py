@@ -26,7 +26,9 @@ class ItemIn(_Strict):
         None, description="Character [start, end) of each policy token of the response; asks for token_rewards.")
     reference: str = Field("", description="An optional reference (gold) answer to the question; the signal "
                                            "models score relevance and completeness with heads that also "
-                                           "read it when given. Empty: none.")
+                                           "read it when given (a short one, under the checkpoint's "
+                                           "reference_relevance_min_words distinct content words, 10 for the "
+                                           "shipped one, informs completeness only). Empty: none.")
 
     def to_domain(self) -> Item:
         offsets = None if self.token_offsets is None else tuple((int(a), int(b)) for a, b in self.token_offsets)

@@ -236,6 +236,7 @@ def test_train_writes_a_checkpoint_with_heads_thresholds_and_its_cv(small_run):
     assert set(meta["heads"]) == {f"{h}{suffix}" for h in ("relevance", "factuality", "completeness")
                                   for suffix in ("", "@reference")}
     assert meta["reference_recipe"] == "signals-lr-reference"
+    assert meta["reference_relevance_min_words"] == 10  # the twin recipe's floor, which the service reads
     for head in ("relevance", "factuality", "relevance@reference", "factuality@reference"):
         assert 0.0 < meta["heads"][head]["threshold"] < 1.0
     assert any(f.startswith("ref_") for f in meta["heads"]["relevance@reference"]["features"])

@@ -127,7 +127,10 @@ HAMLET = {"question": "Who wrote Hamlet?",
                        "It is set in Denmark."],
           "response": "Hamlet is a tragedy written by William Shakespeare. It is set in Denmark, where the "
                       "prince avenges his father. Bananas are rich in potassium and grow in warm places."}
-HAMLET_REFERENCE = "Hamlet is a tragedy written by William Shakespeare between 1599 and 1601."
+HAMLET_REFERENCE = ("Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. It is set in "
+                    "Denmark and tells how Prince Hamlet avenges the murder of his father by his uncle Claudius.")
+# under the twin's floor of 10 distinct content words (checkpoint reference_relevance_min_words)
+SHORT_REFERENCE = "William Shakespeare"
 
 
 def _p(result, kind):
@@ -144,6 +147,18 @@ def test_the_reference_heads_score_relevance_and_completeness_and_leave_factuali
     # factuality is about the passages: the reference heads keep the reference-free one
     np.testing.assert_allclose(_p(given, "factuality"), _p(plain, "factuality"), atol=1e-6)
     assert given["types"]["completeness"]["segments"][0]["score"] != plain["types"]["completeness"]["segments"][0]["score"]
+
+
+def test_a_short_reference_leaves_relevance_as_without_one_and_still_informs_completeness(http):
+    # The twin learnt long gold answers: sent a two-word answer it flagged nearly every
+    # sub-sentence (docs/quality/experiments/terse_reference.py), so relevance falls back to the
+    # reference-free head, exactly; completeness still reads the reference (better on CV).
+    plain, short = score_http(http, [HAMLET, with_reference(HAMLET, SHORT_REFERENCE)])
+    assert _p(short, "relevance") == pytest.approx(_p(plain, "relevance"), abs=1e-6)
+    assert [s["reward"] for s in short["types"]["relevance"]["segments"]] == pytest.approx(
+        [s["reward"] for s in plain["types"]["relevance"]["segments"]], abs=1e-6)
+    assert short["types"]["completeness"]["total"] != pytest.approx(plain["types"]["completeness"]["total"],
+                                                                    abs=1e-4)
 
 
 def test_an_answer_that_covers_the_reference_beats_one_that_does_not(http):
