@@ -190,6 +190,15 @@ def test_verl_manager_binding(verl_stub, url):
     out = asyncio.run(manager.run_single([item]))
     assert len(out["reward_score"]) == len(ids)
     assert set(out["reward_extra_info"]) >= {"score", "relevance", "factuality", "completeness"}
+    # verl's label (non_tensor_batch["reward_model"]["ground_truth"]) is the reference only when asked
+    item.non_tensor_batch["reward_model"] = {"ground_truth": CAFE_REFERENCE, "style": "rule"}
+    same = asyncio.run(manager.run_single([item]))
+    assert same["reward_extra_info"] == out["reward_extra_info"]
+    config = cfg(True)
+    config.reward.reward_kwargs["fgrm"]["label_as_reference"] = True
+    asked = asyncio.run(mod.FgrmDenseRewardManager(config=config, **kw).run_single([item]))
+    assert asked["reward_extra_info"]["score"] != pytest.approx(out["reward_extra_info"]["score"], abs=1e-4)
+    assert sum(asked["reward_score"]) == pytest.approx(asked["reward_extra_info"]["score"], abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- OpenRLHF
@@ -342,3 +351,79 @@ def test_areal_reward_fn_in_a_process_pool(url, direct):
     assert rewards == pytest.approx([r.mixed.total for r in direct(RESPONSES[:2])], abs=1e-9)
     with pytest.raises(ValueError, match="deadline"):
         ArealReward(url, deadline=15.0)
+
+
+# ----------------------------------------------------------------------------- references
+
+CAFE_REFERENCE = ("The café is in Zürich, on the old town's main square, and a coffee there costs three euros. "
+                  "It opens at eight in the morning and closes in the early evening.")
+
+
+def _with_and_without_reference(direct_url):
+    """Mixed totals of RESPONSES[0] scored directly with CAFE_REFERENCE, with "Zürich", and without."""
+    with HttpClient(direct_url) as client:
+        item = {"question": QUESTION, "passages": PASSAGES, "response": RESPONSES[0]}
+        return [r.mixed.total for r in client.score(
+            [{**item, "reference": CAFE_REFERENCE}, {**item, "reference": "Zürich"}, item], weights=WEIGHTS)]
+
+
+def test_every_adapter_sends_a_reference_from_the_samples_data_and_its_label_only_when_asked(url):
+    from fgrm_client.trainers.areal import ArealReward
+    from fgrm_client.trainers.slime import SlimeReward
+    from fgrm_client.trainers.verl import compute_score
+
+    long_ref, short_ref, plain = _with_and_without_reference(url)
+    assert len({round(v, 6) for v in (long_ref, short_ref, plain)}) == 3  # the reference changes the reward
+    extra = {"question": QUESTION, "passages": PASSAGES}
+
+    def verl(extra_info, ground_truth, **settings):
+        return asyncio.run(compute_score("qa", RESPONSES[0], ground_truth, extra_info, url=url, weights=WEIGHTS,
+                                         **settings))["score"]
+
+    assert verl({**extra, "reference": CAFE_REFERENCE}, "Zürich") == pytest.approx(long_ref, abs=1e-9)
+    assert verl(extra, "Zürich") == pytest.approx(plain, abs=1e-9)  # the label is not a reference by default
+    assert verl(extra, ["Zürich"], label_as_reference=True) == pytest.approx(short_ref, abs=1e-9)
+    # the sample's own reference wins over its label
+    assert verl({**extra, "reference": CAFE_REFERENCE}, "Zürich", label_as_reference=True) == pytest.approx(
+        long_ref, abs=1e-9)
+
+    args = SimpleNamespace(rm_url=url)
+    slime = SlimeReward(weights=WEIGHTS)
+    assert asyncio.run(slime(args, _sample("p", RESPONSES[0], extra, label=CAFE_REFERENCE)))["score"] == (
+        pytest.approx(plain, abs=1e-9))
+    asked = SlimeReward(weights=WEIGHTS, label_as_reference=True)
+    assert asyncio.run(asked(args, _sample("p", RESPONSES[0], extra, label=CAFE_REFERENCE)))["score"] == (
+        pytest.approx(long_ref, abs=1e-9))
+    assert asyncio.run(slime(args, _sample("p", RESPONSES[0], {**extra, "reference": "Zürich"})))["score"] == (
+        pytest.approx(short_ref, abs=1e-9))
+
+    areal = ArealReward(url, weights=WEIGHTS)
+    assert areal(QUESTION, RESPONSES[0], **extra, reference=CAFE_REFERENCE) == pytest.approx(long_ref, abs=1e-9)
+    with pytest.raises(ValueError, match="label_as_reference: AReaL passes no label"):
+        ArealReward(url, label_as_reference=True)
+
+
+def test_skyrl_takes_the_reward_specs_ground_truth_only_when_asked(url):
+    from fgrm_client.trainers.skyrl import dense_rewards
+
+    tok = byte_level_bpe()
+    ids = [tok(RESPONSES[0], add_special_tokens=False)["input_ids"]]
+    long_ref, _, plain = _with_and_without_reference(url)
+    extras = [{"passages": PASSAGES, "reward_spec": {"method": "rule", "ground_truth": CAFE_REFERENCE}}]
+    prompts = [[{"role": "user", "content": QUESTION}]]
+    for settings, expected in (({}, plain), ({"label_as_reference": True}, long_ref)):
+        [tokens] = asyncio.run(dense_rewards(tok, ids, prompts, extras, url=url, weights=WEIGHTS, **settings))
+        assert sum(tokens) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("label, message", [
+    ({"answer": "x"}, "ground_truth: a reference answer must be text, a number or a list of them, not dict"),
+    ([["nested"]], "ground_truth: a reference answer must be text, a number or a list of them, not list"),
+])
+def test_a_label_that_is_no_text_is_refused_naming_it(url, label, message):
+    from fgrm_client.trainers.verl import compute_score
+
+    with pytest.raises(TypeError) as e:
+        asyncio.run(compute_score("qa", RESPONSES[0], label, {"question": QUESTION}, url=url,
+                                  label_as_reference=True))
+    assert str(e.value) == message

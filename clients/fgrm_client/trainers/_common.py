@@ -57,6 +57,13 @@ class Settings:
     """Calls in flight at once per client."""
     api_key: str | None = None
     """For a service started with ``--api-key-file``."""
+    label_as_reference: bool = False
+    """Send the trainer's own label of each sample (veRL ``ground_truth``, slime ``label``,
+    SkyRL ``reward_spec["ground_truth"]``) as the item's ``reference`` answer. Off by default:
+    a label is often a short answer, and a reference changes the rewards (the service scores
+    relevance against references of 10 distinct content words or more only; completeness reads any).
+    A ``reference`` entry in the sample's own data (``extra_info``, ``metadata``,
+    ``env_extras``, AReaL's ``task_data``) is always sent."""
 
     @classmethod
     def of(cls, **kwargs: Any) -> "Settings":
@@ -129,6 +136,28 @@ def qa_item(question: Any, passages: Any, response: str,
     return item
 
 
+def reference_of(label: Any, where: str) -> str | None:
+    """A trainer's label as a reference answer: text as is, a number as text, a list of
+    acceptable answers joined by "; "; ``None`` for none. Anything else names ``where``."""
+    if label is None or isinstance(label, str):
+        return label or None
+    if isinstance(label, (int, float)) and not isinstance(label, bool):
+        return str(label)
+    if isinstance(label, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in label):
+        return "; ".join(str(x) for x in label if str(x).strip()) or None
+    raise TypeError(f"{where}: a reference answer must be text, a number or a list of them, "
+                    f"not {type(label).__name__}")
+
+
+def sample_reference(data: Mapping[str, Any] | None, label: Any, settings: Settings, data_name: str,
+                     label_name: str) -> str | None:
+    """One sample's reference answer: the ``reference`` entry of its own data (``data_name``)
+    if it has one, else its trainer label (``label_name``) when ``settings.label_as_reference``."""
+    if data and data.get("reference") is not None:
+        return reference_of(data["reference"], f"{data_name}['reference']")
+    return reference_of(label, label_name) if settings.label_as_reference else None
+
+
 def last_user_text(conversation: Any) -> str:
     """The last user message of a chat (list of ``{"role", "content"}``), or the text itself."""
     if isinstance(conversation, str):
@@ -154,12 +183,13 @@ def weighted_totals(result: ItemResult) -> dict[str, float]:
     return {name: float(w.get(name, 0.0)) * float(t.total) for name, t in result.types.items()}
 
 
-def decoded_item(tokenizer: Any, response_ids: Sequence[int], question: Any, passages: Any) -> dict[str, Any]:
+def decoded_item(tokenizer: Any, response_ids: Sequence[int], question: Any, passages: Any,
+                 reference: Any = None) -> dict[str, Any]:
     """An item whose response is the decoded ``response_ids`` with one offset per token, so
     the service answers one reward per sampled token (``fgrm_client.align`` says why decoding
     prefixes, not re-tokenising)."""
     text, offsets = offsets_from_decode(tokenizer, response_ids)
-    return qa_item(question, passages, text, offsets)
+    return qa_item(question, passages, text, offsets, reference)
 
 
 def dense(result: ItemResult, n_tokens: int) -> list[float]:

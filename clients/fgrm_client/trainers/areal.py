@@ -14,8 +14,10 @@ on a private event loop in the worker process and is cut at ``deadline`` seconds
 backoff included; default 10 s). When it cannot answer in time, or the service fails, it logs
 an ERROR line and raises: AReaL retries it, then fails the episode, never trains on a 0.
 
-The question is ``task_data["question"]`` (with ``task_data["passages"]``) when the dataset has
-those columns, otherwise the prompt; trailing end-of-turn tokens are cut from the completion.
+The question is ``task_data["question"]`` (with ``task_data["passages"]``, and
+``task_data["reference"]``, a reference answer) when the dataset has those columns, otherwise
+the prompt (AReaL has no label field of its own, so ``label_as_reference`` is refused);
+trailing end-of-turn tokens are cut from the completion.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import threading
 from typing import Any
 
 from ..errors import Timeout
-from ._common import Settings, async_client, log, loud, qa_item
+from ._common import Settings, async_client, log, loud, qa_item, sample_reference
 
 AREAL_TIMEOUT_S = 15.0
 DEFAULT_DEADLINE_S = 10.0
@@ -72,6 +74,9 @@ class ArealReward:
         # One attempt may take the whole deadline; the deadline cuts the sum of them.
         settings.setdefault("timeout", deadline)
         self.settings = Settings.of(**({"url": url} if url else {}), **settings)
+        if self.settings.label_as_reference:
+            raise ValueError("label_as_reference: AReaL passes no label of its own; put a 'reference' column in "
+                             "the dataset (it arrives in task_data)")
         self.deadline = deadline
         self.feedback_type = feedback_type
         self.end_tokens = tuple(end_tokens)
@@ -79,7 +84,8 @@ class ArealReward:
     def __call__(self, prompt: str, completions: str, prompt_ids: list[int] | None = None,
                  completion_ids: list[int] | None = None, **task_data: Any) -> float:
         question = task_data.get("question", prompt)
-        item = qa_item(question, task_data.get("passages"), strip_end_tokens(completions, self.end_tokens))
+        item = qa_item(question, task_data.get("passages"), strip_end_tokens(completions, self.end_tokens),
+                       reference=sample_reference(task_data, None, self.settings, "task_data", ""))
         try:
             result = _loop().run_until_complete(asyncio.wait_for(self._score(item), self.deadline))
         except asyncio.TimeoutError:

@@ -12,9 +12,11 @@ one per ``response_ids`` token; a ``List[float]`` is put on each response's last
 Each response is decoded from the ids the policy sampled, prefix by prefix, so reward ``j``
 belongs to token ``j`` of ``response_ids[i]`` (``fgrm_client.align``); the question and
 passages come from ``env_extras[i]`` (``question``, ``passages``) or else the prompt's last
-user message. The environment's own rewards are replaced. Multi-turn responses include the
-observation tokens (``loss_masks`` 0): they are scored as part of the text, and a reward
-landing on one is still applied by SkyRL; single-turn QA has none. Failures raise.
+user message, and the reference answer from ``env_extras[i]["reference"]`` or, with
+``label_as_reference=True``, SkyRL's ``env_extras[i]["reward_spec"]["ground_truth"]``. The
+environment's own rewards are replaced. Multi-turn responses include the observation tokens
+(``loss_masks`` 0): they are scored as part of the text, and a reward landing on one is still
+applied by SkyRL; single-turn QA has none. Failures raise.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping, Sequence
 
-from ._common import Settings, async_client, decoded_item, dense, last_user_text, loud
+from ._common import Settings, async_client, decoded_item, dense, last_user_text, loud, sample_reference
 
 BATCH = 32  # items per request: small enough for the service's per-request item limit
 
@@ -43,7 +45,12 @@ async def dense_rewards(tokenizer: Any, response_ids: Sequence[Sequence[int]], p
         question = extra.get("question")
         if question is None:
             question = last_user_text(prompts[i])
-        return decoded_item(tokenizer, [int(t) for t in response_ids[i]], question, extra.get("passages"))
+        spec = extra.get("reward_spec")
+        label = spec.get("ground_truth") if isinstance(spec, Mapping) else None
+        reference = sample_reference(extra, label, s, f"env_extras[{i}]",
+                                     f"env_extras[{i}]['reward_spec']['ground_truth']")
+        return decoded_item(tokenizer, [int(t) for t in response_ids[i]], question, extra.get("passages"),
+                            reference)
 
     items = await loop.run_in_executor(None, lambda: [build(i) for i in range(len(prompts))])
     client = async_client(s)

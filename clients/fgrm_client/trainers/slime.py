@@ -18,15 +18,17 @@ client's concurrency cap.
 
 The question is ``sample.metadata["question"]`` when the dataset carries it (slime's
 ``--metadata-key``), with ``metadata["passages"]``; otherwise the prompt's last user message.
-``label`` is not used: fgrm's rewards need no reference answer. Failures raise (slime does
-not catch them in the rollout): no sample gets a made-up reward.
+``metadata["reference"]``, when there, is the reference answer; ``label`` is one only with
+``SlimeReward(label_as_reference=True)`` (a label is often a short answer: see
+:class:`~fgrm_client.trainers._common.Settings`). Failures raise (slime does not catch them in
+the rollout): no sample gets a made-up reward.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ._common import Settings, async_client, last_user_text, loud, qa_item, type_totals
+from ._common import Settings, async_client, last_user_text, loud, qa_item, sample_reference, type_totals
 
 
 class SlimeReward:
@@ -48,19 +50,20 @@ class SlimeReward:
             raise ValueError("no fgrm URL: pass --rm-url http://rm:3000 (or SlimeReward(url=...))")
         settings = Settings.of(url=url, **self.settings)
         samples = list(sample) if isinstance(sample, (list, tuple)) else [sample]
+        items = [_item(s, settings) for s in samples]
         with loud("slime custom_rm"):
-            results = await async_client(settings).score(
-                [_item(s) for s in samples], settings.weight_map, settings.profile)
+            results = await async_client(settings).score(items, settings.weight_map, settings.profile)
         rewards = [{"score": float(r.mixed.total), **type_totals(r)} for r in results]
         return rewards if isinstance(sample, (list, tuple)) else rewards[0]
 
 
-def _item(sample: Any) -> dict[str, Any]:
+def _item(sample: Any, settings: Settings) -> dict[str, Any]:
     metadata = sample.metadata if isinstance(getattr(sample, "metadata", None), Mapping) else {}
     question = metadata.get("question")
     if question is None:
         question = last_user_text(sample.prompt)
-    return qa_item(question, metadata.get("passages"), sample.response)
+    reference = sample_reference(metadata, getattr(sample, "label", None), settings, "metadata", "label")
+    return qa_item(question, metadata.get("passages"), sample.response, reference=reference)
 
 
 reward = SlimeReward()

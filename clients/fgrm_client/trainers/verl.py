@@ -17,7 +17,9 @@ Modelled on verl-project/verl at 1dda039 (2026-08):
   response token. :func:`assemble_dense_rm_scores` places a per-token list instead; the
   registered manager using it is ``fgrm_client.trainers.verl_manager`` (imports verl).
 
-Usage (QA-Feedback-style data: ``extra_info`` carries ``question`` and ``passages``)::
+Usage (QA-Feedback-style data: ``extra_info`` carries ``question`` and ``passages``, and
+``reference`` when there is a reference answer; ``label_as_reference=true`` sends verl's
+``ground_truth`` instead)::
 
     reward.custom_reward_function.path=pkg://fgrm_client.trainers.verl
     reward.custom_reward_function.name=compute_score
@@ -33,7 +35,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping, Sequence
 
-from ._common import Settings, async_client, decoded_item, dense, loud, qa_item, type_totals
+from ._common import Settings, async_client, decoded_item, dense, loud, qa_item, sample_reference, type_totals
 
 # What verl itself adds to a compute_score call when a reward model is enabled.
 _VERL_EXTRAS = ("reward_router_address", "reward_model_tokenizer")
@@ -57,27 +59,29 @@ async def compute_score(data_source: Any, solution_str: str, ground_truth: Any,
                         extra_info: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, float]:
     """``{"score": mixed total, "<type>": per-type total, ...}`` for one response.
 
-    ``data_source`` and ``ground_truth`` are accepted and unused (fgrm needs no reference);
-    ``kwargs`` are :class:`~fgrm_client.trainers._common.Settings` fields (from verl's
-    ``reward_kwargs``)."""
+    ``data_source`` is unused; ``ground_truth`` is the reference answer only with
+    ``label_as_reference=True`` (an ``extra_info["reference"]`` always is); ``kwargs`` are
+    :class:`~fgrm_client.trainers._common.Settings` fields (from verl's ``reward_kwargs``)."""
     settings = Settings.of(**{k: v for k, v in kwargs.items() if k not in _VERL_EXTRAS})
     question, passages = _question_passages(extra_info)
+    reference = sample_reference(extra_info, ground_truth, settings, "extra_info", "ground_truth")
     with loud("veRL compute_score"):
         [result] = await async_client(settings).score(
-            [qa_item(question, passages, solution_str)], settings.weight_map, settings.profile)
+            [qa_item(question, passages, solution_str, reference=reference)], settings.weight_map, settings.profile)
     return _extra_info(result)
 
 
 async def dense_reward(tokenizer: Any, response_ids: Sequence[int], extra_info: Mapping[str, Any] | None,
-                       settings: Settings) -> dict[str, Any]:
+                       settings: Settings, ground_truth: Any = None) -> dict[str, Any]:
     """What a dense manager's ``run_single`` returns for one sample: ``reward_score`` is one
     reward per valid response token (summing to the mixed total), ``reward_extra_info`` the
-    same keys as :func:`compute_score`."""
+    same keys as :func:`compute_score` (``ground_truth`` as there)."""
     question, passages = _question_passages(extra_info)
+    reference = sample_reference(extra_info, ground_truth, settings, "extra_info", "ground_truth")
     ids = [int(t) for t in response_ids]
     # prefix decoding is len(ids) decodes: keep it off the event loop, as verl does for decode
     item = await asyncio.get_running_loop().run_in_executor(
-        None, decoded_item, tokenizer, ids, question, passages)
+        None, decoded_item, tokenizer, ids, question, passages, reference)
     with loud("veRL dense reward manager"):
         [result] = await async_client(settings).score([item], settings.weight_map, settings.profile)
     return {"reward_score": dense(result, len(ids)), "reward_extra_info": _extra_info(result)}

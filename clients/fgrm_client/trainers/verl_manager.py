@@ -44,7 +44,10 @@ class FgrmDenseRewardManager(RewardManagerBase):
         response_ids = item.batch["responses"]
         valid = int(item.batch["attention_mask"][-response_ids.shape[-1]:].sum())
         extra_info = item.non_tensor_batch.get("extra_info", None) or {}
-        return await dense_reward(self.tokenizer, response_ids[:valid].tolist(), extra_info, self.settings)
+        # where verl's naive manager reads the label (used with label_as_reference only)
+        ground_truth = (item.non_tensor_batch.get("reward_model", None) or {}).get("ground_truth", None)
+        return await dense_reward(self.tokenizer, response_ids[:valid].tolist(), extra_info, self.settings,
+                                  ground_truth)
 
     @classmethod
     def assemble_rm_scores(cls, data, scores):
