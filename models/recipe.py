@@ -74,8 +74,9 @@ class Recipe:
     # reference). The twin learnt ASQA's long gold answers; sent a short answer ("August 31,
     # 2018"), nearly every sub-sentence looks unsupported by it and is flagged (AUC 0.674 against
     # 0.723 without it). The twin stops losing to the reference-free head at about 10 distinct
-    # content words, and a floor of 10 left no reference length worse off than no reference on CV
-    # (8 and 12 did: docs/quality/experiments/terse_reference.py); 0: no floor.
+    # content words, and with a floor of 10 no reference length scored relevance worse than no
+    # reference by more than 0.002 of AUC on CV; with 8 or 12 some did by 0.01-0.04
+    # (docs/quality/experiments/terse_reference.py); 0: no floor.
     relevance_reference_min_words: int = 0
 
 
