@@ -24,17 +24,17 @@ from the reference-free head, each P(error) judged by its own head's threshold.
     .venv/bin/python docs/quality/experiments/terse_reference.py --floors=8,10,12 \
         --plot=docs/quality/terse_reference.png     # ~4 min, embeddings cached
 
-Measured 2026-11-28 (relevance AUC / accuracy, mean over the 5 folds; full table in the README,
-"Quality", "Short references"): full gold 0.887 / 0.801; first sentence 0.737 / 0.631; terse
-0.674 / 0.505 (98 % of sub-sentences flagged); another question's gold 0.634 / 0.491; no
-reference 0.723 / 0.612. Prefixes: 2 words 0.677, 4 0.683, 8 0.711, 12 0.731, 16 0.756, 24
-0.800: the reference heads lose to no reference below about 10 distinct content words. Served
-with the floor at 10: terse 0.723 / 0.612 (all routed), first sentence 0.727 / 0.639, 8 words
-0.721 / 0.612, 12 words 0.725 / 0.617, full 0.886 / 0.801: no length is worse off than with no
-reference by more than 0.002 of AUC (floor 8: 8 words 0.697; floor 12: first sentence 0.713, 12
-words 0.686, pooled over two heads). Completeness reads any reference and orders pairs better
-with every one of them (terse 0.604, 2 words 0.585, against 0.554 without), a wrong one included
-(0.577).
+Measured 2026-11-28 (relevance AUC / accuracy, mean over the 5 folds; the full output is
+docs/quality/terse_reference.md, a summary in the README, "Quality", "Short references"): full
+gold 0.887 / 0.801; first sentence 0.737 / 0.631; terse 0.674 / 0.505 (98 % of sub-sentences
+flagged); another question's gold 0.634 / 0.491; no reference 0.723 / 0.612. Prefixes: 2 words
+0.677, 4 0.683, 8 0.711, 12 0.731, 16 0.756, 24 0.800: the reference heads lose to no reference
+below about 10 distinct content words. Served with the floor at 10: terse 0.723 / 0.612 (all
+routed), first sentence 0.727 / 0.639, 8 words 0.721 / 0.612, 12 words 0.725 / 0.617, full 0.886
+/ 0.801: no length is worse off than with no reference by more than 0.002 of AUC (floor 8: 8
+words 0.697; floor 12: first sentence 0.713, 12 words 0.686, pooled over two heads).
+Completeness reads any reference and orders pairs better with every one of them (terse 0.604, 2
+words 0.585, against 0.554 without), a wrong one included (0.577).
 """
 import re
 import sys
