@@ -9,7 +9,7 @@ service's scorer all go through these functions, so what is evaluated is what is
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,6 +63,9 @@ class SignalOutputs:
     factuality: np.ndarray  # P(error) per sentence
     completeness: float  # Bradley-Terry score of the response (not normalised)
     thresholds: dict[str, float]  # the error threshold of the heads that scored it
+    # for an item with a reference: per head that can read one, whether it did (False: the
+    # reference was under the relevance floor); empty without a reference
+    reference_read: dict[str, bool] = field(default_factory=dict)
 
 
 # The suffix of the heads fitted with the reference signals too (the recipe's `reference_twin`):
@@ -159,15 +162,18 @@ class SignalModel:
         comp_x = completeness_input(resp_x, p_rel, p_fact)
         score = float(heads.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
         thresholds = heads.thresholds()
+        read: dict[str, bool] = {}
         if heads is not self.heads:
             score = _on_base_scale(score, heads.completeness, self.heads.completeness)
+            read = {"relevance": True, "completeness": True}
             if len(plan.ctx.reference_words) < self.relevance_reference_min_words:
+                read["relevance"] = False
                 # too short a reference for the twin's relevance head: the reference-free one
                 # (which reads no reference column, so this is exactly the no-reference P). The
                 # twin's completeness above still read the twin's P, as it was fitted and measured.
                 p_rel = self.heads.relevance.p_error(sub_x, SUBSENTENCE_FEATURES)
                 thresholds["relevance"] = self.heads.relevance.threshold
-        return SignalOutputs(p_rel, p_fact, score, thresholds)
+        return SignalOutputs(p_rel, p_fact, score, thresholds, read)
 
     def run(self, forward, plans: list[ItemPlan], max_rows: int = 64) -> list[SignalOutputs]:
         """Embed every plan's rows with `forward(ids, mask)` (rows sorted by length, in chunks)

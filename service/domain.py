@@ -45,6 +45,9 @@ class SegmentResult:
 class TypeResult:
     granularity: str
     segments: list[SegmentResult] = field(default_factory=list)
+    # for the metrics, never on the wire: "read" when the item's reference was read by this
+    # type's head, "too_short" when it was left for being short; None without a reference
+    reference: str | None = None
 
     @property
     def total(self) -> float:

@@ -192,6 +192,8 @@ class ScoringEngine:
             tokens = token_rewards(components, weights, p.item.token_offsets)
         for name, r in types.items():
             self.metrics.reward.labels(name).observe(r.total)
+            if r.reference is not None:
+                self.metrics.references.labels(name, r.reference).inc()
         self.metrics.reward.labels("mixed").observe(mixed.total)
         return ItemResult(types, mixed, tokens)
 

@@ -62,6 +62,12 @@ class EngineMetrics:
                                   multiprocess_mode="livemax", **kw)
         self.reward = pc.Histogram("fgrm_reward", "Per-item total reward by feedback type (unweighted); "
                                    "type='mixed' is the weighted total.", ["type"], buckets=_REWARD_BUCKETS, **kw)
+        # A trainer that sends short answers as references would otherwise not see that relevance
+        # ignores them (models.recipe.Recipe.relevance_reference_min_words)
+        self.references = pc.Counter("fgrm_references", "Items that carried a reference answer, by feedback type "
+                                     "and whether its head read it ('read') or left it for being under the "
+                                     "checkpoint's reference_relevance_min_words ('too_short').",
+                                     ["type", "read"], **kw)
 
     @classmethod
     def shared(cls, registry=None) -> "EngineMetrics":

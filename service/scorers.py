@@ -230,6 +230,8 @@ class SignalScorer:
                 for seg, p in zip(segs[t.granularity], p_error):
                     reward = t.reward_error if p > threshold else t.reward_ok
                     res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, p_error=float(p)))
+            if t.head in out.reference_read:
+                res.reference = "read" if out.reference_read[t.head] else "too_short"
             results[t.name] = res
         return results
 

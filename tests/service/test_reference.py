@@ -6,6 +6,8 @@ is refused naming `items[i].reference`, and that giving one never changes a resu
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import numpy as np
 import pytest
@@ -159,6 +161,23 @@ def test_a_short_reference_leaves_relevance_as_without_one_and_still_informs_com
         [s["reward"] for s in plain["types"]["relevance"]["segments"]], abs=1e-6)
     assert short["types"]["completeness"]["total"] != pytest.approx(plain["types"]["completeness"]["total"],
                                                                     abs=1e-4)
+
+
+def _references_counted(http) -> dict[tuple[str, str], float]:
+    counts = {}
+    for labels, value in re.findall(r"^fgrm_references_total\{([^}]*)\} (\S+)$", http.get("/metrics").text, re.M):
+        lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        counts[(lab["type"], lab["read"])] = float(value)
+    return counts
+
+
+def test_references_are_counted_read_or_too_short_per_type(http):
+    before = _references_counted(http)
+    score_http(http, [with_reference(HAMLET, HAMLET_REFERENCE), with_reference(HAMLET, SHORT_REFERENCE), HAMLET])
+    after = _references_counted(http)
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in set(after) | set(before)}
+    assert {k: v for k, v in delta.items() if v} == {("relevance", "read"): 1.0, ("relevance", "too_short"): 1.0,
+                                                     ("completeness", "read"): 2.0}
 
 
 def test_an_answer_that_covers_the_reference_beats_one_that_does_not(http):
