@@ -397,6 +397,16 @@ def test_every_adapter_sends_a_reference_from_the_samples_data_and_its_label_onl
     assert asyncio.run(slime(args, _sample("p", RESPONSES[0], {**extra, "reference": "Zürich"})))["score"] == (
         pytest.approx(short_ref, abs=1e-9))
 
+    from fgrm_client.trainers.nemo_gym import FgrmVerifier
+
+    verifier = FgrmVerifier(url, weights=WEIGHTS)
+    body = _verify_body(RESPONSES[0], question=QUESTION, passages=PASSAGES, reference=CAFE_REFERENCE)
+    assert asyncio.run(verifier.verify_fields(body))["reward"] == pytest.approx(long_ref, abs=1e-9)
+    body = _verify_body(RESPONSES[0], question=QUESTION, passages=PASSAGES, reference=["Zürich"])
+    assert asyncio.run(verifier.verify_fields(body))["reward"] == pytest.approx(short_ref, abs=1e-9)
+    with pytest.raises(TypeError, match=r"body\['reference'\]: a reference answer must be text"):
+        asyncio.run(verifier.verify_fields(_verify_body(RESPONSES[0], question=QUESTION, reference={"a": 1})))
+
     areal = ArealReward(url, weights=WEIGHTS)
     assert areal(QUESTION, RESPONSES[0], **extra, reference=CAFE_REFERENCE) == pytest.approx(long_ref, abs=1e-9)
     with pytest.raises(ValueError, match="label_as_reference: AReaL passes no label"):

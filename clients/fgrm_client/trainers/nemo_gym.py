@@ -33,7 +33,7 @@ import math
 from typing import Any, Mapping
 
 from ..errors import ProtocolError
-from ._common import Settings, async_client, last_user_text, loud, qa_item, weighted_totals
+from ._common import Settings, async_client, last_user_text, loud, qa_item, sample_reference, weighted_totals
 
 
 def _as_dict(x: Any) -> Any:
@@ -69,7 +69,7 @@ class FgrmVerifier:
         if question is None:
             question = prompt_text(data["responses_create_params"])
         item = qa_item(question, data.get("passages"), response_text(data["response"]),
-                       reference=data.get("reference"))
+                       reference=sample_reference(data, None, self.settings, "body", ""))
         with loud("NeMo Gym verify"):
             [result] = await async_client(self.settings).score(
                 [item], self.settings.weight_map, self.settings.profile)
