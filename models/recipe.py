@@ -78,6 +78,16 @@ class Recipe:
     # reference by more than 0.002 of AUC on CV; with 8 or 12 some did by 0.01-0.04
     # (docs/quality/experiments/terse_reference.py); 0: no floor.
     relevance_reference_min_words: int = 0
+    # Served by a reference twin only: an item whose reference shares less than this of its
+    # distinct content words with the question and passages (models.signals.reference_context_share;
+    # items with passages only) is scored by the reference-free heads, every type, as if it had
+    # none: it was written for another question (a data-loader bug). Scored by the twin, another
+    # question's gold answer made relevance worse than no reference (AUC 0.632 against 0.723) and
+    # would pay a policy to talk about the other question. At 0.3 the guard caught 396 of 400 of
+    # them (3 had too little passage text to judge by) and dropped 1 of the 400 records' own gold
+    # answers (relevance 0.885 against 0.886 on CV); 0.25 caught 389, 0.4 dropped 13 golds
+    # (docs/quality/experiments/terse_reference.py); 0: off.
+    reference_min_context_share: float = 0.0
 
 
 # With a reference answer (the records' gold in training): relevance and completeness read the
@@ -87,7 +97,7 @@ class Recipe:
 # accuracy, at 0 a cut answer wins a quarter of its pairs (README "Quality").
 REFERENCE = Recipe("signals-lr-reference", SUBSENTENCE_FEATURES, without_reference(SEGMENT_FEATURES),
                    COMPLETENESS_FEATURES, augment_pair_weight=0.1, reference_twin="",
-                   relevance_reference_min_words=10)
+                   relevance_reference_min_words=10, reference_min_context_share=0.3)
 
 RECIPES = {
     "signals-lr": Recipe(),

@@ -9,7 +9,7 @@ service's scorer all go through these functions, so what is evaluated is what is
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,7 +19,8 @@ from models.errors import InputTooLong
 from models.heads import LogisticHead, PreferenceHead, head_from_json
 from models.segment import Segment
 from models.signals import (COMPLETENESS_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context,
-                           completeness_input, in_context, response_features, segment_features)
+                           completeness_input, in_context, reference_context_share, response_features,
+                           segment_features)
 
 SIGNALS_VERSION = 2  # bump when a signal's definition changes: checkpoints record the version they were fitted on
 
@@ -55,6 +56,9 @@ class ItemPlan:
     sents: list[Segment]
     rows: list[list[int]]  # token ids of each distinct text
     index: list[int]  # item_texts position -> row
+    # "unrelated" when the item's reference was dropped for sharing too little with the question
+    # and passages (it is then scored as without one); "" otherwise
+    reference_dropped: str = ""
 
 
 @dataclass
@@ -63,9 +67,9 @@ class SignalOutputs:
     factuality: np.ndarray  # P(error) per sentence
     completeness: float  # Bradley-Terry score of the response (not normalised)
     thresholds: dict[str, float]  # the error threshold of the heads that scored it
-    # for an item with a reference: per head that can read one, whether it did (False: the
-    # reference was under the relevance floor); empty without a reference
-    reference_read: dict[str, bool] = field(default_factory=dict)
+    # for an item with a reference, per head that can read one: "read", or why it did not:
+    # "too_short" (under the relevance floor), "unrelated" (dropped: see ItemPlan); empty without
+    reference_read: dict[str, str] = field(default_factory=dict)
 
 
 # The suffix of the heads fitted with the reference signals too (the recipe's `reference_twin`):
@@ -116,6 +120,9 @@ class SignalModel:
         # a reference with fewer distinct content words than this scores relevance by the
         # reference-free head (models.recipe.Recipe.relevance_reference_min_words says why)
         self.relevance_reference_min_words = int(meta.get("reference_relevance_min_words") or 0)
+        # a reference sharing less of its content words with the question and passages is taken
+        # for another question's and dropped (models.recipe.Recipe.reference_min_context_share)
+        self.reference_min_context_share = float(meta.get("reference_min_context_share") or 0.0)
         for hs in (self.heads, self.reference_heads):
             if hs is not None:  # fail at load, not at the first request
                 hs.relevance.columns(SUBSENTENCE_FEATURES)
@@ -146,10 +153,17 @@ class SignalModel:
                 raise InputTooLong("response", longest, self.max_tokens)
         # a reference only costs embedding rows when there are heads to read it
         ctx = Context.of(question, list(passages), reference if self.reference_heads is not None else "")
+        dropped = ""
+        share = reference_context_share(ctx)
+        if share is not None and share < self.reference_min_context_share:
+            # decided on words alone, before embedding: the reference costs no rows, and every
+            # type scores exactly as without it
+            ctx, dropped = replace(ctx, reference_sentences=[], reference_sentence_words=[],
+                                   reference_words=set(), reference_bigrams=set()), "unrelated"
         texts = item_texts(ctx, subs, sents, response)
         distinct = list(dict.fromkeys(texts))
         where = {t: k for k, t in enumerate(distinct)}
-        return ItemPlan(ctx, response, subs, sents, self._ids(distinct), [where[t] for t in texts])
+        return ItemPlan(ctx, response, subs, sents, self._ids(distinct), [where[t] for t in texts], dropped)
 
     def read(self, plan: ItemPlan, embeddings: np.ndarray) -> SignalOutputs:
         """Heads on one item, from its rows' embeddings (n_rows, dim) in `plan.rows` order."""
@@ -162,12 +176,14 @@ class SignalModel:
         comp_x = completeness_input(resp_x, p_rel, p_fact)
         score = float(heads.completeness.score(comp_x, COMPLETENESS_FEATURES)[0])
         thresholds = heads.thresholds()
-        read: dict[str, bool] = {}
+        read: dict[str, str] = {}
+        if plan.reference_dropped:
+            read = {"relevance": plan.reference_dropped, "completeness": plan.reference_dropped}
         if heads is not self.heads:
             score = _on_base_scale(score, heads.completeness, self.heads.completeness)
-            read = {"relevance": True, "completeness": True}
+            read = {"relevance": "read", "completeness": "read"}
             if len(plan.ctx.reference_words) < self.relevance_reference_min_words:
-                read["relevance"] = False
+                read["relevance"] = "too_short"
                 # too short a reference for the twin's relevance head: the reference-free one
                 # (which reads no reference column, so this is exactly the no-reference P). The
                 # twin's completeness above still read the twin's P, as it was fitted and measured.

@@ -80,6 +80,10 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
         # reference-free relevance head
         "reference_relevance_min_words": (RECIPES[recipe.reference_twin].relevance_reference_min_words
                                           if reference_heads is not None else None),
+        # ... and its reference_min_context_share: a reference sharing less with the question and
+        # passages is dropped as another question's
+        "reference_min_context_share": (RECIPES[recipe.reference_twin].reference_min_context_share
+                                        if reference_heads is not None else None),
         "training": {"records": records, "data": str(data.name), "data_sha256": sha256_file(data),
                      "wall_time_s": round(seconds, 1)},
         "cv": cv,

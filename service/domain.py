@@ -46,7 +46,8 @@ class TypeResult:
     granularity: str
     segments: list[SegmentResult] = field(default_factory=list)
     # for the metrics, never on the wire: "read" when the item's reference was read by this
-    # type's head, "too_short" when it was left for being short; None without a reference
+    # type's head, "too_short" when it was left for being short, "unrelated" when it was dropped
+    # for sharing too little with the question and passages; None without a reference
     reference: str | None = None
 
     @property

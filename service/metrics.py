@@ -62,11 +62,13 @@ class EngineMetrics:
                                   multiprocess_mode="livemax", **kw)
         self.reward = pc.Histogram("fgrm_reward", "Per-item total reward by feedback type (unweighted); "
                                    "type='mixed' is the weighted total.", ["type"], buckets=_REWARD_BUCKETS, **kw)
-        # A trainer that sends short answers as references would otherwise not see that relevance
-        # ignores them (models.recipe.Recipe.relevance_reference_min_words)
+        # A trainer that sends short answers, or another question's, as references would otherwise
+        # not see them ignored (models.recipe.Recipe.relevance_reference_min_words and
+        # reference_min_context_share)
         self.references = pc.Counter("fgrm_references", "Items that carried a reference answer, by feedback type "
-                                     "and whether its head read it ('read') or left it for being under the "
-                                     "checkpoint's reference_relevance_min_words ('too_short').",
+                                     "and whether its head read it ('read'), left it for being under the "
+                                     "checkpoint's reference_relevance_min_words ('too_short') or dropped it "
+                                     "for sharing too little with the question and passages ('unrelated').",
                                      ["type", "read"], **kw)
 
     @classmethod

@@ -28,7 +28,10 @@ class ItemIn(_Strict):
                                            "models score relevance and completeness with heads that also "
                                            "read it when given (a short one, under the checkpoint's "
                                            "reference_relevance_min_words distinct content words, 10 for the "
-                                           "shipped one, informs completeness only). Empty: none.")
+                                           "shipped one, informs completeness only; one sharing less than its "
+                                           "reference_min_context_share, 0.3, of its content words with the "
+                                           "question and passages is taken for another question's and "
+                                           "ignored). Empty: none.")
 
     def to_domain(self) -> Item:
         offsets = None if self.token_offsets is None else tuple((int(a), int(b)) for a, b in self.token_offsets)

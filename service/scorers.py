@@ -231,7 +231,7 @@ class SignalScorer:
                     reward = t.reward_error if p > threshold else t.reward_ok
                     res.segments.append(SegmentResult(seg.start, seg.end, seg.text, reward, p_error=float(p)))
             if t.head in out.reference_read:
-                res.reference = "read" if out.reference_read[t.head] else "too_short"
+                res.reference = out.reference_read[t.head]
             results[t.name] = res
         return results
 

@@ -9,7 +9,8 @@ from models.data import DATA_DIR, load_records
 from models.heads import (LogisticHead, PreferenceHead, choose_threshold, ece, fit_logistic, fit_preference,
                           head_from_json, roc_auc)
 from models.segment import sentences, subsentences
-from models.signals import SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context, in_context, segment_features
+from models.signals import (REFERENCE_JUDGE_MIN_WORDS, SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context, in_context,
+                            reference_context_share, segment_features)
 
 PASSAGES = ["Hamlet: Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. It is set in Denmark."]
 QUESTION = "Who wrote Hamlet?"
@@ -237,6 +238,7 @@ def test_train_writes_a_checkpoint_with_heads_thresholds_and_its_cv(small_run):
                                   for suffix in ("", "@reference")}
     assert meta["reference_recipe"] == "signals-lr-reference"
     assert meta["reference_relevance_min_words"] == 10  # the twin recipe's floor, which the service reads
+    assert meta["reference_min_context_share"] == 0.3  # and its guard against another question's reference
     for head in ("relevance", "factuality", "relevance@reference", "factuality@reference"):
         assert 0.0 < meta["heads"][head]["threshold"] < 1.0
     assert any(f.startswith("ref_") for f in meta["heads"]["relevance@reference"]["features"])
@@ -331,3 +333,18 @@ def test_onnx_embeddings_match_torch_on_the_shipped_checkpoint(shipped_checkpoin
     a, b = loaded.backend.forward(ids, mask)["embeddings"], onnx.forward(ids, mask)["embeddings"]
     assert a.shape == (len(texts), 384) and np.abs(a - b).max() < 1e-4
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_references_share_of_the_context_and_when_there_is_too_little_to_judge_by():
+    passage = ("Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. It is set in Denmark and "
+               "tells how Prince Hamlet avenges the murder of his father, King Hamlet, by his uncle Claudius, who "
+               "seized the throne and married the widowed queen Gertrude. The play was first printed in a quarto "
+               "of 1603 and is the longest Shakespeare wrote, with about thirty thousand words in all.")
+    question = "Who wrote Hamlet?"
+    ctx = Context.of(question, [passage], "Shakespeare wrote Hamlet, his longest play, about a Danish prince.")
+    assert len(ctx.passage_words) >= REFERENCE_JUDGE_MIN_WORDS
+    # reference words: shakespeare, wrote, hamlet, longest, play, danish, prince; all but "danish" are there
+    assert reference_context_share(ctx) == pytest.approx(6 / 7)
+    assert reference_context_share(Context.of(question, [passage], "Paris is the capital of France.")) == 0.0
+    assert reference_context_share(Context.of(question, [passage])) is None  # no reference
+    assert reference_context_share(Context.of(question, ["Hamlet is a play."], "Paris is the capital.")) is None

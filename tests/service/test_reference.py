@@ -133,6 +133,15 @@ HAMLET_REFERENCE = ("Hamlet is a tragedy written by William Shakespeare between 
                     "Denmark and tells how Prince Hamlet avenges the murder of his father by his uncle Claudius.")
 # under the twin's floor of 10 distinct content words (checkpoint reference_relevance_min_words)
 SHORT_REFERENCE = "William Shakespeare"
+# passages long enough to judge a reference by (models.signals.REFERENCE_JUDGE_MIN_WORDS)
+HAMLET_LONG = {**HAMLET, "passages": [
+    "Hamlet: Hamlet is a tragedy written by William Shakespeare between 1599 and 1601. It is set in Denmark and "
+    "tells how Prince Hamlet avenges the murder of his father, King Hamlet, by his uncle Claudius, who seized the "
+    "throne and married the widowed queen Gertrude. The play was first printed in a quarto of 1603 and is the "
+    "longest Shakespeare wrote, with about thirty thousand words in all."]}
+# another question's answer (a data-loader bug): shares none of its words with HAMLET_LONG's question and passages
+UNRELATED_REFERENCE = ("The Eiffel Tower was built for the 1889 World's Fair in Paris, designed by Gustave Eiffel's "
+                       "engineering company, and stood as the tallest structure in the world until 1930.")
 
 
 def _p(result, kind):
@@ -163,6 +172,16 @@ def test_a_short_reference_leaves_relevance_as_without_one_and_still_informs_com
                                                                     abs=1e-4)
 
 
+def test_a_reference_written_for_another_question_is_dropped_and_every_type_scores_as_without_one(http):
+    # Read by the twin, another question's gold answer made relevance worse than no reference
+    # (AUC 0.632 against 0.723 on CV) and would pay a policy to talk about that other question.
+    plain, other, own = score_http(http, [HAMLET_LONG, with_reference(HAMLET_LONG, UNRELATED_REFERENCE),
+                                          with_reference(HAMLET_LONG, HAMLET_REFERENCE)])
+    assert structure(other) == structure(plain)
+    np.testing.assert_allclose(numbers(other), numbers(plain), atol=1e-6)
+    assert _p(own, "relevance") != pytest.approx(_p(plain, "relevance"), abs=1e-4)  # the same passages, its own reference: read
+
+
 def _references_counted(http) -> dict[tuple[str, str], float]:
     counts = {}
     for labels, value in re.findall(r"^fgrm_references_total\{([^}]*)\} (\S+)$", http.get("/metrics").text, re.M):
@@ -171,13 +190,15 @@ def _references_counted(http) -> dict[tuple[str, str], float]:
     return counts
 
 
-def test_references_are_counted_read_or_too_short_per_type(http):
+def test_references_are_counted_read_too_short_or_unrelated_per_type(http):
     before = _references_counted(http)
-    score_http(http, [with_reference(HAMLET, HAMLET_REFERENCE), with_reference(HAMLET, SHORT_REFERENCE), HAMLET])
+    score_http(http, [with_reference(HAMLET, HAMLET_REFERENCE), with_reference(HAMLET, SHORT_REFERENCE), HAMLET,
+                      with_reference(HAMLET_LONG, UNRELATED_REFERENCE)])
     after = _references_counted(http)
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in set(after) | set(before)}
     assert {k: v for k, v in delta.items() if v} == {("relevance", "read"): 1.0, ("relevance", "too_short"): 1.0,
-                                                     ("completeness", "read"): 2.0}
+                                                     ("completeness", "read"): 2.0, ("relevance", "unrelated"): 1.0,
+                                                     ("completeness", "unrelated"): 1.0}
 
 
 def test_an_answer_that_covers_the_reference_beats_one_that_does_not(http):

@@ -19,10 +19,13 @@ gold answers (as `fgrm train` does), then the test fold is scored with, as the r
 Each reference row is scored by the reference heads alone and, `served`, as the service scores
 it: an item whose reference has fewer distinct content words than the floor
 (`Recipe.relevance_reference_min_words`; `--floors=8,10,12` compares others) gets its relevance
-from the reference-free head, each P(error) judged by its own head's threshold.
+from the reference-free head, each P(error) judged by its own head's threshold; an item whose
+reference shares less than `Recipe.reference_min_context_share` of its content words with the
+question and passages (`--shares=0.25,0.4` compares others) is scored by the reference-free heads,
+every type, as if it had none.
 
-    .venv/bin/python docs/quality/experiments/terse_reference.py --floors=8,10,12 \
-        --plot=docs/quality/terse_reference.png     # ~4 min, embeddings cached
+    .venv/bin/python docs/quality/experiments/terse_reference.py --floors=8,10,12 --shares=0.25,0.4 \
+        --plot=docs/quality/terse_reference.png > docs/quality/terse_reference.md    # ~5 min, embeddings cached
 
 Measured 2026-11-28 (relevance AUC / accuracy, mean over the 5 folds; the full output is
 docs/quality/terse_reference.md, a summary in the README, "Quality", "Short references"): full
@@ -35,6 +38,11 @@ routed), first sentence 0.727 / 0.639, 8 words 0.721 / 0.612, 12 words 0.725 / 0
 words 0.697; floor 12: first sentence 0.713, 12 words 0.686, pooled over two heads).
 Completeness reads any reference and orders pairs better with every one of them (terse 0.604, 2
 words 0.585, against 0.554 without), a wrong one included (0.577).
+Then the guard against another question's reference (share 0.3): another question's gold is
+dropped for 99 % of records, relevance 0.722 / 0.610 instead of 0.632 / 0.492, completeness
+0.554 instead of 0.577; full gold 0.885 / 0.801 (1 of 400 dropped), first sentence 0.728 / 0.640,
+terse 0.723 / 0.612 with completeness 0.601 (11 % dropped); at 0.25 the wrong references'
+relevance is 0.718, at 0.4 the full gold's 0.882 (3 % dropped).
 """
 import re
 import sys
@@ -43,10 +51,10 @@ import time
 import numpy as np
 
 from models.crossval import _pairwise, _segment_report
-from models.data import IGNORE, fold_of, load_records
+from models.data import IGNORE, fold_of, load_records, passages_of
 from models.recipe import RECIPES, _completeness_rows, fit
 from models.segment import sentences
-from models.signals import COMPLETENESS_FEATURES, content_words
+from models.signals import COMPLETENESS_FEATURES, Context, content_words, reference_context_share
 from models.tables import build_with_cache, embedding_cache_path, features_of, stack
 
 K = 5
@@ -57,6 +65,9 @@ if len(VARIANTS) == 1:
     VARIANTS += ["first", "terse", "other", "words2", "words4", "words8", "words12", "words16", "words24"]
 FLOORS = [int(v) for a in sys.argv[1:] if a.startswith("--floors=") for v in a[9:].split(",")] or [
     RECIPES["signals-lr-reference"].relevance_reference_min_words]
+# `--shares=0.25,0.3`: the served guard's other thresholds to compare (a reference sharing less of its
+# content words with the question and passages is taken for another question's: Recipe.reference_min_context_share)
+SHARES = [float(v) for a in sys.argv[1:] if a.startswith("--shares=") for v in a[9:].split(",")]
 PLOT = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--plot=")), "")
 # `--mixed first,terse`: fit the reference heads on the training folds' tables with those references
 # too (each record's rows once per reference), not only with the full gold answer
@@ -129,6 +140,7 @@ def main() -> None:
         tables[name] = build_with_cache(rs, cache)
     ref_recipe, base_recipe = RECIPES["signals-lr-reference"], RECIPES["signals-lr"]
     floor = ref_recipe.relevance_reference_min_words
+    guard = ref_recipe.reference_min_context_share
     folds = [fold_of(t.question, K) for t in tables["full"]]
     out: dict = {}
 
@@ -157,26 +169,41 @@ def main() -> None:
             if name == "none":
                 continue
             words = [len(content_words(vs[name][i]["gold"])) for i in test_ix]
+            shares = [reference_context_share(Context.of(recs[i]["question"], passages_of(recs[i]), vs[name][i]["gold"]))
+                      for i in test_ix]
             base = heads["base"].relevance
             p_base = base.p_error(x, features_of("relevance"))
-            for fl in FLOORS:
-                # as served: a reference under the floor scores relevance by the reference-free head
-                short = np.concatenate([np.full(int((t.rel_y != IGNORE).sum()), n < fl) for n, t in zip(words, test)])
+            ba, bb, _, _ = _completeness_rows(test, base, heads["base"].factuality)
+            base_a = heads["base"].completeness.score(ba, COMPLETENESS_FEATURES)
+            base_b = heads["base"].completeness.score(bb, COMPLETENESS_FEATURES)
+            ref_a, ref_b = h.completeness.score(a, COMPLETENESS_FEATURES), h.completeness.score(b, COMPLETENESS_FEATURES)
+            n_pairs = [sum(p_ in t.seg_x and o in t.seg_x for p_, o in t.pairs) for t in test]
+            for fl, sh in [(fl, guard) for fl in FLOORS] + [(floor, s) for s in SHARES]:
+                # as served: a reference under the floor scores relevance by the reference-free
+                # head; one unrelated to the question and passages scores every type by those heads
+                off = [v is not None and v < sh for v in shares]
+                short = np.concatenate([np.full(int((t.rel_y != IGNORE).sum()), n < fl or o)
+                                        for n, o, t in zip(words, off, test)])
                 routed = np.where(short, p_base, p)
                 # each P against its own head's threshold
                 shifted = routed - np.where(short, base.threshold, h.relevance.threshold) + 0.5
-                key = f"{name}, served" + ("" if fl == floor else f" (floor {fl})")
-                add(key, shifted, y, 0.5, comp)
+                pair_off = np.concatenate([np.full(k, o) for k, o in zip(n_pairs, off)]).astype(bool)
+                comp_served = _pairwise(np.where(pair_off, base_a, ref_a), np.where(pair_off, base_b, ref_b))
+                key = f"{name}, served" + ("" if fl == floor else f" (floor {fl})") + (
+                    "" if sh == guard else f" (share {sh})")
+                add(key, shifted, y, 0.5, comp_served)
                 out[key]["auc"][-1] = _segment_report(routed, y, 0.5)["auc"]
                 out[key].setdefault("short", []).append(float(short.mean()))
+                out[key].setdefault("unrelated", []).append(float(np.mean(off)))
     print(f"\n5-fold CV by question, {time.time() - t0:.0f} s; heads fitted with the full gold answers; "
           f"'served': relevance by the reference-free head under {floor} content words\n")
     print("| reference at test time | relevance AUC | accuracy | error-F1 | share flagged | completeness pairwise "
-          "| rows under the floor |")
-    print("|---|---|---|---|---|---|---|")
+          "| rows under the floor or unrelated | records taken as unrelated |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, row in out.items():
-        cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for k, v in row.items() if k != "short"]
+        cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for k, v in row.items() if k not in ("short", "unrelated")]
         cells.append(f"{np.mean(row['short']):.2f}" if "short" in row else "")
+        cells.append(f"{np.mean(row['unrelated']):.2f}" if "unrelated" in row else "")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if PLOT:
         plot(out, PLOT)
