@@ -45,9 +45,10 @@ class SegmentResult:
 class TypeResult:
     granularity: str
     segments: list[SegmentResult] = field(default_factory=list)
-    # for the metrics, never on the wire: "read" when the item's reference was read by this
-    # type's head, "too_short" when it was left for being short, "unrelated" when it was dropped
-    # for sharing too little with the question and passages; None without a reference
+    # for an item with a reference and a type whose head can read one: "read", "too_short" (left
+    # for being under the relevance floor) or "unrelated" (dropped for sharing too little with
+    # the question and passages); None otherwise. On the wire (left out when None) and in the
+    # metrics, so a trainer can see per item what its reference did.
     reference: str | None = None
 
     @property
@@ -55,8 +56,11 @@ class TypeResult:
         return float(sum(s.reward for s in self.segments))
 
     def as_dict(self) -> dict:
-        return {"granularity": self.granularity, "total": self.total,
-                "segments": [s.as_dict() for s in self.segments]}
+        out: dict[str, object] = {"granularity": self.granularity, "total": self.total,
+                                  "segments": [s.as_dict() for s in self.segments]}
+        if self.reference is not None:
+            out["reference"] = self.reference
+        return out
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def _mixed_pb(m: Mixed):
 
 
 def _type_pb(t: TypeResult):
-    return pb2.TypeResult(granularity=t.granularity, total=t.total, segments=[
+    return pb2.TypeResult(granularity=t.granularity, total=t.total, reference=t.reference or "", segments=[
         pb2.Segment(start=s.start, end=s.end, text=s.text, p_error=s.p_error, score=s.score, p_bad=s.p_bad,
                     reward=s.reward) for s in t.segments])
 

@@ -7,6 +7,8 @@ send `service.domain` objects' `as_dict()` directly, which has exactly this shap
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.domain import Component, Item
@@ -82,6 +84,11 @@ class TypeResultOut(BaseModel):
     granularity: str
     total: float
     segments: list[SegmentOut]
+    reference: Literal["read", "too_short", "unrelated"] | None = Field(
+        None, description="Present when the item carried a reference and this type's head can read one: 'read'; "
+                          "'too_short' (under the checkpoint's reference_relevance_min_words, relevance only: "
+                          "scored as without it); 'unrelated' (sharing less than its reference_min_context_share "
+                          "of its content words with the question and passages: scored as without it).")
 
 
 class MixEventOut(BaseModel):

@@ -137,7 +137,8 @@ def _segment(s: Any) -> Segment:
 
 
 def _item_result(r: Any) -> ItemResult:
-    types = {name: TypeResult(granularity=t.granularity, total=t.total, segments=tuple(_segment(s) for s in t.segments))
+    types = {name: TypeResult(granularity=t.granularity, total=t.total, segments=tuple(_segment(s) for s in t.segments),
+                              reference=t.reference or None)
              for name, t in r.types.items()}
     return ItemResult(types=types, mixed=_mixed(r.mixed), token_rewards=_token_rewards(r))
 

@@ -59,6 +59,9 @@ class TypeResult:
     granularity: str
     total: float
     segments: tuple[Segment, ...]
+    # what this type's head did with the item's reference: "read", "too_short" or "unrelated"
+    # (both scored as without one); None without a reference or for a type that reads none
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ def parse_type_result(d: Mapping[str, Any]) -> TypeResult:
             )
             for s in d.get("segments", ())
         ),
+        reference=d.get("reference") or None,
     )
 
 

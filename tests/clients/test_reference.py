@@ -90,3 +90,8 @@ def test_the_real_service_takes_a_reference_over_both_transports(real_service):
         for name, t in r.types.items():
             assert [(s.start, s.end) for s in t.segments] == [(s.start, s.end) for s in plain.types[name].segments]
     assert rh.mixed.total == pytest.approx(rg.mixed.total, abs=1e-6)
+    # a 7-word reference: under the relevance floor, read by completeness; both clients parse it
+    for r in (rh, rg):
+        assert {n: t.reference for n, t in r.types.items()} == {"relevance": "too_short", "factuality": None,
+                                                                "completeness": "read"}
+    assert {t.reference for t in plain.types.values()} == {None}

@@ -229,6 +229,19 @@ def test_a_reference_typed_in_the_page_is_sent_and_scored_with_it(tab, fgrm_serv
     page.click("#tab-relevance")
     want = scored["results"][0]["types"]["relevance"]["segments"]
     assert [m["reward"] for m in marks(page, 0)] == [s["reward"] for s in want]
+    assert "not read" not in page.text_content("#status")  # read by every type that can read one
+    # a name from the passage alone is under the relevance floor: the page says relevance did not read it
+    page.fill("#reference", "Mother Abbess")
+    assert tab.score().json()["results"][0]["types"]["relevance"]["reference"] == "too_short"
+    page.wait_for_function("document.querySelector('#status').textContent.includes('not read')")
+    assert page.text_content("#status").endswith("The reference was not read by relevance (too short).")
+    # one that is not in the question or passages is another question's: no type reads it
+    page.fill("#reference", "Paris")
+    assert tab.score().json()["results"][0]["types"]["completeness"]["reference"] == "unrelated"
+    page.wait_for_function("document.querySelector('#status').textContent.includes('completeness (')")
+    assert page.text_content("#status").endswith(
+        "The reference was not read by relevance (shares too little with the question and passages), "
+        "completeness (shares too little with the question and passages).")
 
 
 def test_bad_input_shows_the_services_own_words(tab, fgrm_service):

@@ -94,6 +94,8 @@ def test_openapi_documents_the_reference(http):
     prop = item["properties"]["reference"]
     assert prop["type"] == "string" and prop["default"] == "" and prop["maxLength"] == LIMIT
     assert "reference" not in item.get("required", [])
+    said = http.get("/docs.json").json()["components"]["schemas"]["TypeResultOut"]["properties"]["reference"]
+    assert {"enum": ["read", "too_short", "unrelated"], "type": "string"} in said["anyOf"]
 
 
 # ----------------------------------------------------------------------------- gRPC (real service)
@@ -188,6 +190,22 @@ def _references_counted(http) -> dict[tuple[str, str], float]:
         lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         counts[(lab["type"], lab["read"])] = float(value)
     return counts
+
+
+def test_each_type_says_what_it_did_with_the_reference_on_both_transports(http, stub):
+    items = [with_reference(HAMLET, HAMLET_REFERENCE), with_reference(HAMLET, SHORT_REFERENCE),
+             with_reference(HAMLET_LONG, UNRELATED_REFERENCE), HAMLET, with_reference(HAMLET, "")]
+    via_http = score_http(http, items)
+    reply = stub.Score(pb2.ScoreRequest(items=[grpc_item(i) for i in items]), timeout=120)
+    said = [{name: t.get("reference") for name, t in r["types"].items()} for r in via_http]
+    # factuality reads no reference, so it never says; without one (or an empty one) no type does
+    assert said == [{"relevance": "read", "factuality": None, "completeness": "read"},
+                    {"relevance": "too_short", "factuality": None, "completeness": "read"},
+                    {"relevance": "unrelated", "factuality": None, "completeness": "unrelated"},
+                    {"relevance": None, "factuality": None, "completeness": None},
+                    {"relevance": None, "factuality": None, "completeness": None}]
+    assert all("reference" not in t for r in via_http[3:] for t in r["types"].values())  # left out, not null
+    assert [{name: t.reference or None for name, t in r.types.items()} for r in reply.results] == said
 
 
 def test_references_are_counted_read_too_short_or_unrelated_per_type(http):

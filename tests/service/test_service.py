@@ -49,7 +49,8 @@ def grpc_result_as_dict(r):
                     d[key] = getattr(s, key)
             d["reward"] = s.reward
             segs.append(d)
-        types[name] = {"granularity": t.granularity, "total": t.total, "segments": segs}
+        types[name] = {"granularity": t.granularity, "total": t.total, "segments": segs,
+                       **({"reference": t.reference} if t.reference else {})}
     out = {"types": types, "mixed": {"weights": dict(r.mixed.weights), "total": r.mixed.total,
                                       "events": [{"end": e.end, "reward": e.reward} for e in r.mixed.events]}}
     if r.HasField("token_rewards"):

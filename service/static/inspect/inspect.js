@@ -100,6 +100,15 @@
   }
 
   const status = (text) => { $("status").textContent = text; };
+  // The service says per type what its head did with the reference; every response of one
+  // request shares the question, passages and reference, so the first says it for all.
+  const REFERENCE_WHY = { too_short: "too short", unrelated: "shares too little with the question and passages" };
+  function referenceNote(results) {
+    const types = results[0] ? results[0].types : {};
+    const skipped = Object.entries(types).filter(([, t]) => t.reference && t.reference !== "read")
+      .map(([name, t]) => `${name} (${REFERENCE_WHY[t.reference] || t.reference})`);
+    return skipped.length ? ` The reference was not read by ${skipped.join(", ")}.` : "";
+  }
 
   // ---- inputs
   const passages = () => $("passages").value.split(/\n[ \t]*\n/).map((p) => p.trim()).filter(Boolean);
@@ -218,7 +227,8 @@
       clearError();
       setWeights(doc.results[0] ? doc.results[0].mixed.weights : {});
       view.render(state);
-      status(`Scored ${texts.length} response${texts.length === 1 ? "" : "s"} in ${Math.round(performance.now() - started)} ms.`);
+      status(`Scored ${texts.length} response${texts.length === 1 ? "" : "s"} in ${Math.round(performance.now() - started)} ms.`
+             + referenceNote(doc.results));
     } catch (err) {
       showError(err);
       status("Not scored: see the error.");
