@@ -88,6 +88,24 @@ def signal_scores(model, forward: ForwardFn, items: list[tuple[str, list[str], s
     return out
 
 
+def embed_once(forward: ForwardFn) -> ForwardFn:
+    """`forward` for the signal model's rows, each distinct row embedded once per evaluation: the
+    labelled pass and the preference pass both embed prediction 1, and the pass with references
+    every text but the references again. A row's embedding does not depend on its batch (the
+    service's batch-invariance tests hold it to 1e-5), so this only saves the repeats."""
+    seen: dict[tuple[int, ...], np.ndarray] = {}
+
+    def run(ids, mask):
+        ids, mask = np.asarray(ids), np.asarray(mask)
+        keys = [tuple(row[m.astype(bool)].tolist()) for row, m in zip(ids, mask)]
+        new = {k: i for i, k in enumerate(keys) if k not in seen}
+        if new:
+            rows = list(new.values())
+            seen.update(zip(new, forward(ids[rows], mask[rows])["embeddings"]))
+        return {"embeddings": np.stack([seen[k] for k in keys])}
+    return run
+
+
 def _binary(pred: list[int], gold: list[int], probs: list[float] | None = None) -> dict:
     n = len(gold)
     if n == 0:
@@ -115,8 +133,10 @@ def evaluate(records: list[dict], forward: ForwardFn, encoder, meta: dict, batch
 
     seg_heads, seq_heads = meta["segment_heads"], meta["sequence_heads"]
     if isinstance(encoder, SignalModel):
+        once = embed_once(forward)
+
         def run(its, refs):  # noqa: E306
-            return signal_scores(encoder, forward, its, refs)
+            return signal_scores(encoder, once, its, refs)
     else:
         fixed = {h: ERROR_THRESHOLD for h in seg_heads}
 

@@ -89,3 +89,21 @@ def test_eval_of_no_records_reports_nulls_not_errors(tmp_path, capsys, shipped_c
     assert res["relevance"] == {"n": 0, "accuracy": None, "error_f1": None, "majority_accuracy": None,
                                 "all_error_f1": None, "error_rate": None, "auc": None, "ece": None}
     assert res["completeness"]["n_pairs"] == 0 and res["completeness"]["pairwise_accuracy"] is None
+
+
+def test_eval_embeds_each_distinct_row_once_whatever_its_padding():
+    from models.evaluate import embed_once
+
+    calls = []
+
+    def forward(ids, mask):  # a row's "embedding" is its real tokens' sum and count, as pooling would see them
+        calls.append(len(ids))
+        return {"embeddings": np.stack([[float((r * m).sum()), float(m.sum())] for r, m in zip(ids, mask)])}
+
+    once = embed_once(forward)
+    first = once(np.array([[5, 6, 0], [7, 0, 0], [5, 6, 0]]), np.array([[1, 1, 0], [1, 0, 0], [1, 1, 0]]))
+    # the same rows padded wider, in another order, beside one new row
+    second = once(np.array([[7, 0, 0, 0], [8, 9, 9, 0], [5, 6, 0, 0]]), np.array([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]]))
+    assert calls == [2, 1]  # [5, 6] and [7] once, then only [8, 9, 9]
+    np.testing.assert_array_equal(first["embeddings"], [[11, 2], [7, 1], [11, 2]])
+    np.testing.assert_array_equal(second["embeddings"], [[7, 1], [26, 3], [11, 2]])
