@@ -20,32 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from ._items import qa_item, reference_of, text_of
 from .http import HttpClient
-
-
-def _text(x: Any) -> str:
-    """A completion or prompt as text: plain strings, or TRL's conversational message lists."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, Sequence) and x and isinstance(x[-1], Mapping):
-        return str(x[-1].get("content", ""))
-    return str(x)
-
-
-def _passages(p: Any) -> list[str]:
-    if p is None:
-        return []
-    if isinstance(p, str):
-        return [p]
-    out = []
-    for x in p:  # QA-Feedback passages may be dicts {"wikipage", "content"} or lists of strings
-        if isinstance(x, Mapping):
-            out.append(str(x.get("content", x.get("text", ""))))
-        elif isinstance(x, (list, tuple)):
-            out.append(" ".join(str(s) for s in x))
-        else:
-            out.append(str(x))
-    return out
 
 
 class FgrmRewardFunc:
@@ -69,14 +45,12 @@ class FgrmRewardFunc:
         self.__name__ = f"fgrm_{feedback_type}" if feedback_type else "fgrm"
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        questions = kwargs.get("question") or [_text(p) for p in prompts]
+        questions = kwargs.get("question") or [text_of(p) for p in prompts]
         passages = kwargs.get("passages") or [None] * len(completions)
         references = kwargs.get("reference") or [None] * len(completions)
-        items = [
-            {"question": _text(q), "passages": _passages(ps), "response": _text(c),
-             **({"reference": _text(r)} if r else {})}  # no column, no field: older servers accept it
-            for q, ps, c, r in zip(questions, passages, completions, references)
-        ]
+        # no reference, no field: older servers accept the item
+        items = [qa_item(q, ps, text_of(c), reference=reference_of(r, f"reference[{i}]"))
+                 for i, (q, ps, c, r) in enumerate(zip(questions, passages, completions, references))]
         rewards: list[float] = []
         for i in range(0, len(items), self.batch_size):
             results = self.client.score(items[i : i + self.batch_size], self.weights, self.profile)

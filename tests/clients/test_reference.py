@@ -73,6 +73,13 @@ def test_trainer_adapters_forward_a_reference_column():
     assert "reference" not in client.calls[-1][0][0]
     assert qa_item("q", None, "a", reference=REFERENCE)["reference"] == REFERENCE
     assert "reference" not in qa_item("q", None, "a", reference=None)
+    # TRL's column goes through the adapters' one reading of a label: a list of answers joined,
+    # anything else refused naming its row
+    FgrmRewardFunc(client)(["q"], ["a"], reference=[["Paris", "Paris, France"]])
+    assert client.calls[-1][0][0]["reference"] == "Paris; Paris, France"
+    with pytest.raises(TypeError, match=r"^reference\[1\]: a reference answer must be text, a number or a list "
+                                        r"of them, not dict$"):
+        FgrmRewardFunc(client)(["q1", "q2"], ["a", "b"], reference=["Paris", {"text": "Paris"}])
 
 
 def test_the_real_service_takes_a_reference_over_both_transports(real_service):

@@ -29,7 +29,7 @@ from .._retry import RetryPolicy
 from ..align import offsets_from_decode
 from ..errors import FgrmError, ProtocolError
 from ..http import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncHttpClient, HttpClient
-from ..trl import _passages, _text
+from .._items import qa_item, reference_of
 from ..types import ItemResult
 
 log = logging.getLogger("fgrm_client.trainers")
@@ -121,32 +121,6 @@ def loud(trainer: str, what: str = "reward call") -> Iterator[None]:
         log.error("fgrm %s %s failed; raising instead of returning a reward (%s: %s)",
                   trainer, what, type(exc).__name__, exc)
         raise
-
-
-def qa_item(question: Any, passages: Any, response: str,
-            token_offsets: Sequence[tuple[int, int]] | None = None, reference: Any = None) -> dict[str, Any]:
-    """One ``/v1/score`` item from whatever the trainer carries (strings, chat messages,
-    QA-Feedback passage dicts); ``reference`` (a gold answer) only when there is one."""
-    item: dict[str, Any] = {"question": _text(question) if question is not None else "",
-                            "passages": _passages(passages), "response": response}
-    if token_offsets is not None:
-        item["token_offsets"] = [list(o) for o in token_offsets]
-    if reference:
-        item["reference"] = _text(reference)
-    return item
-
-
-def reference_of(label: Any, where: str) -> str | None:
-    """A trainer's label as a reference answer: text as is, a number as text, a list of
-    acceptable answers joined by "; "; ``None`` for none. Anything else names ``where``."""
-    if label is None or isinstance(label, str):
-        return label or None
-    if isinstance(label, (int, float)) and not isinstance(label, bool):
-        return str(label)
-    if isinstance(label, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in label):
-        return "; ".join(str(x) for x in label if str(x).strip()) or None
-    raise TypeError(f"{where}: a reference answer must be text, a number or a list of them, "
-                    f"not {type(label).__name__}")
 
 
 def sample_reference(data: Mapping[str, Any] | None, label: Any, settings: Settings, data_name: str,
