@@ -14,6 +14,7 @@ whether to wait and try again or to raise. So each of these lives once:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Protocol, TypeVar
 
@@ -22,6 +23,7 @@ from .errors import FgrmError, ProtocolError
 from .types import FeedbackTypeInfo, Item, ItemResult, MixItem
 
 T = TypeVar("T")
+log = logging.getLogger("fgrm_client")
 
 
 @dataclass(frozen=True)
@@ -109,4 +111,27 @@ def check_count(results: Iterable[T], n: int, endpoint: str) -> list[T]:
     out = list(results)
     if len(out) != n:
         raise ProtocolError(f"sent {n} items, got {len(out)} results", endpoint=endpoint)
+    note_unread_references(out)
     return out
+
+
+# Why a type's head scored an item as if it had no reference (TypeResult.reference)
+_UNREAD = {"too_short": "it has fewer distinct content words than the checkpoint's reference_relevance_min_words",
+           "unrelated": "it shares too little of its content words with the question and passages, as another "
+                        "question's answer would (checkpoint reference_min_context_share)"}
+_warned: set[tuple[str, str]] = set()
+
+
+def note_unread_references(results: Iterable[Any]) -> None:
+    """One WARNING per process for each (type, reason) the service gives for not reading an item's
+    reference: a trainer that sends short labels, or another question's answers, as references
+    would otherwise not see that they change nothing (the service counts every such item in
+    fgrm_references_total)."""
+    for result in results:
+        for name, t in (getattr(result, "types", None) or {}).items():
+            reason = getattr(t, "reference", None)
+            if reason in _UNREAD and (name, reason) not in _warned:
+                _warned.add((name, reason))
+                log.warning("fgrm: %s scored an item as without its reference (%s): %s. Logged once per "
+                            "process; the service counts them all in fgrm_references_total{read=%r}.",
+                            name, reason, _UNREAD[reason], reason)

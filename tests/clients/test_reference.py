@@ -82,7 +82,10 @@ def test_trainer_adapters_forward_a_reference_column():
         FgrmRewardFunc(client)(["q1", "q2"], ["a", "b"], reference=["Paris", {"text": "Paris"}])
 
 
-def test_the_real_service_takes_a_reference_over_both_transports(real_service):
+def test_the_real_service_takes_a_reference_over_both_transports(real_service, caplog, monkeypatch):
+    from fgrm_client import _core
+
+    monkeypatch.setattr(_core, "_warned", set())  # once per process: forget what earlier tests saw
     url, addr = real_service
     item = {"question": "When does Bloom by Troye Sivan come out?",
             "passages": ["Bloom is the second studio album by Troye Sivan, released on 31 August 2018."],
@@ -102,3 +105,8 @@ def test_the_real_service_takes_a_reference_over_both_transports(real_service):
         assert {n: t.reference for n, t in r.types.items()} == {"relevance": "too_short", "factuality": None,
                                                                 "completeness": "read"}
     assert {t.reference for t in plain.types.values()} == {None}
+    # ... and the client says so once, however many results say it (here one from each client)
+    said = [r.getMessage() for r in caplog.records if r.name == "fgrm_client" and r.levelname == "WARNING"]
+    assert said == ["fgrm: relevance scored an item as without its reference (too_short): it has fewer distinct "
+                    "content words than the checkpoint's reference_relevance_min_words. Logged once per process; "
+                    "the service counts them all in fgrm_references_total{read='too_short'}."]
