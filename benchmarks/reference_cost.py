@@ -33,26 +33,15 @@ from benchmarks.run import build_engine, load_items
 MODES = ("none", "own", "other", "short")
 
 
-def _first_words(text: str, k: int) -> str:
-    from models.signals import content_words
-
-    out, n = [], 0
-    for w in text.split():
-        out.append(w)
-        n += bool(content_words(w))
-        if n >= k:
-            break
-    return " ".join(out)
-
-
 def with_references(items: list[dict], golds: dict[str, str]) -> dict[str, list]:
     """Per mode, the items as engine Items carrying that mode's reference."""
+    from models.signals import first_content_words
     from service.domain import Item
 
     questions = list(dict.fromkeys(it["question"] for it in items))
     following = {q: golds[questions[(k + 1) % len(questions)]] for k, q in enumerate(questions)}
     refs = {"none": lambda q: "", "own": lambda q: golds[q], "other": lambda q: following[q],
-            "short": lambda q: _first_words(golds[q], 3)}
+            "short": lambda q: first_content_words(golds[q], 3)}
     return {mode: [Item(it["response"], it["question"], tuple(it["passages"]), reference=refs[mode](it["question"]))
                    for it in items] for mode in MODES}
 

@@ -100,6 +100,18 @@ def content_words(text: str) -> set[str]:
     return {w for w in words(text) if w not in _STOP and (len(w) > 2 or w.isdigit())}
 
 
+def first_content_words(text: str, k: int) -> str:
+    """`text`'s first words, up to and including its k-th content word (a reference cut short:
+    docs/quality/experiments/terse_reference.py, benchmarks/reference_cost.py)."""
+    out, n = [], 0
+    for w in text.split():
+        out.append(w)
+        n += bool(content_words(w))
+        if n >= k:
+            break
+    return " ".join(out)
+
+
 def _bigrams(text: str) -> set[tuple[str, str]]:
     ws = words(text)
     return set(zip(ws, ws[1:]))

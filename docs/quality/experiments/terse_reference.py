@@ -54,7 +54,8 @@ from models.crossval import _pairwise, _segment_report
 from models.data import IGNORE, fold_of, load_records, passages_of
 from models.recipe import RECIPES, _completeness_rows, fit
 from models.segment import sentences
-from models.signals import COMPLETENESS_FEATURES, Context, content_words, reference_context_share
+from models.signals import (COMPLETENESS_FEATURES, Context, content_words, first_content_words,
+                            reference_context_share)
 from models.tables import build_with_cache, embedding_cache_path, features_of, stack
 
 K = 5
@@ -104,17 +105,6 @@ def first_sentence(gold: str) -> str:
     return ss[0].text if ss else gold
 
 
-def prefix(gold: str, k: int) -> str:
-    """The gold answer's first words, up to and including its k-th content word."""
-    words, n = [], 0
-    for w in gold.split():
-        words.append(w)
-        n += bool(content_words(w))
-        if n >= k:
-            break
-    return " ".join(words)
-
-
 def variants(recs, names):
     golds = [r.get("gold") or "" for r in recs]
     shifted = golds[1:] + golds[:1]  # another question's gold (neighbours in file order differ)
@@ -122,7 +112,7 @@ def variants(recs, names):
             "terse": lambda r, g, s: terse(r["question"], g), "other": lambda r, g, s: s}
     out = {}
     for name in names:
-        cut = (lambda r, g, s, k=int(name[5:]): prefix(g, k)) if name.startswith("words") else make[name]
+        cut = (lambda r, g, s, k=int(name[5:]): first_content_words(g, k)) if name.startswith("words") else make[name]
         out[name] = [{**r, "gold": cut(r, g, s)} for r, g, s in zip(recs, golds, shifted)]
     return out
 
