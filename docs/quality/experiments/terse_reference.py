@@ -22,7 +22,8 @@ it: an item whose reference has fewer distinct content words than the floor
 from the reference-free head, each P(error) judged by its own head's threshold; an item whose
 reference shares less than `Recipe.reference_min_context_share` of its content words with the
 question and passages (`--shares=0.25,0.4` compares others) is scored by the reference-free heads,
-every type, as if it had none.
+every type, as if it had none. Last, the guard's measure itself over all 400 records, for their
+own gold answers and for another question's: its percentiles and how many fall under each threshold.
 
     .venv/bin/python docs/quality/experiments/terse_reference.py --floors=8,10,12 --shares=0.25,0.4 \
         --plot=docs/quality/terse_reference.png > docs/quality/terse_reference.md    # ~5 min, embeddings cached
@@ -59,11 +60,12 @@ from models.signals import (COMPLETENESS_FEATURES, Context, content_words, first
 from models.tables import build_with_cache, embedding_cache_path, features_of, stack
 
 K = 5
-# `--variants=full,words4,words8`: which references to score with ("wordsK": the gold answer's first
-# words up to its K-th content word); `full` is always built (the heads are fitted on it)
-VARIANTS = ["full"] + [v for a in sys.argv[1:] if a.startswith("--variants=") for v in a[11:].split(",") if v != "full"]
-if len(VARIANTS) == 1:
-    VARIANTS += ["first", "terse", "other", "words2", "words4", "words8", "words12", "words16", "words24"]
+# `--variants=words4,words8`: which references to score with ("wordsK": the gold answer's first
+# words up to its K-th content word); `full` (the heads are fitted on it) and `other` (the guard's
+# figures need it) are always built
+ASKED = [v for a in sys.argv[1:] if a.startswith("--variants=") for v in a[11:].split(",")]
+VARIANTS = list(dict.fromkeys(["full", *(ASKED or ["first", "terse"]), "other",
+                               *([] if ASKED else [f"words{k}" for k in (2, 4, 8, 12, 16, 24)])]))
 FLOORS = [int(v) for a in sys.argv[1:] if a.startswith("--floors=") for v in a[9:].split(",")] or [
     RECIPES["signals-lr-reference"].relevance_reference_min_words]
 # `--shares=0.25,0.3`: the served guard's other thresholds to compare (a reference sharing less of its
@@ -195,8 +197,26 @@ def main() -> None:
         cells.append(f"{np.mean(row['short']):.2f}" if "short" in row else "")
         cells.append(f"{np.mean(row['unrelated']):.2f}" if "unrelated" in row else "")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print_shares(recs, vs, sorted({guard, *SHARES}))
     if PLOT:
         plot(out, PLOT)
+
+
+def print_shares(recs, vs, thresholds) -> None:
+    """The guard's measure over all records: the share of each reference's content words found in
+    the question or passages, for the records' own gold answers and for another question's."""
+    print("\nShare of the reference's distinct content words in the question or passages (all 400 records; "
+          "None: passages too short to judge by)\n")
+    print("| reference | records judged | 1st pct | 5th pct | median | 95th pct | 99th pct | max | "
+          + " | ".join(f"under {t}" for t in thresholds) + " |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(thresholds))
+    for name in ("full", "other"):
+        shares = [reference_context_share(Context.of(r["question"], passages_of(r), v["gold"]))
+                  for r, v in zip(recs, vs[name])]
+        judged = np.array([s for s in shares if s is not None])
+        pct = np.percentile(judged, [1, 5, 50, 95, 99, 100])
+        print(f"| {name} | {len(judged)} of {len(shares)} | " + " | ".join(f"{v:.2f}" for v in pct) + " | "
+              + " | ".join(str(int((judged < t).sum())) for t in thresholds) + " |")
 
 
 def plot(out: dict, path: str) -> None:
