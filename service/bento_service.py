@@ -207,7 +207,8 @@ class RewardService:
         except InvalidInput as exc:
             raise as_openrlhf_error(exc) from None
         rewards = [r.mixed.total for r in results]
-        return {"rewards": rewards, "scores": rewards, "extra_logs": extra_logs(results, self.engine.type_names)}
+        return {"rewards": rewards, "scores": rewards,
+                "extra_logs": extra_logs(results, self.engine.type_names, references is not None)}
 
 
 RewardService.add_asgi_middleware(ErrorBodyMiddleware)

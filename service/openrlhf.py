@@ -111,10 +111,20 @@ def to_items(queries: list[str], prompts: list[str] | None, references: list[str
     return items
 
 
-def extra_logs(results, type_names: list[str]) -> dict[str, list[float]]:
-    """Per-type totals, one list per feedback type (OpenRLHF logs each key)."""
-    return {f"fgrm/{name}": [float(r.types[name].total) if name in r.types else 0.0 for r in results]
-            for name in type_names}
+def extra_logs(results, type_names: list[str], references: bool = False) -> dict[str, list[float]]:
+    """Per-type totals, one list per feedback type (OpenRLHF logs each key). With labels as
+    references, also `fgrm/reference_read/<type>`: 1 when that type's head read the query's
+    reference, 0 when it had none or left it (too short, or another question's: the result's
+    `reference`), so the mean OpenRLHF logs is the share read. OpenRLHF calls this endpoint
+    directly, not through fgrm_client (which logs a warning), so nothing else would show its user
+    that short labels change no relevance reward. Every type gets the key, factuality too (always
+    0: it reads none), so each request returns the same keys."""
+    out = {f"fgrm/{name}": [float(r.types[name].total) if name in r.types else 0.0 for r in results]
+           for name in type_names}
+    if references:
+        out.update({f"fgrm/reference_read/{name}": [float(name in r.types and r.types[name].reference == "read")
+                                                   for r in results] for name in type_names})
+    return out
 
 
 def as_openrlhf_error(exc: InvalidInput) -> InvalidInput:

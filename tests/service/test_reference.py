@@ -258,6 +258,15 @@ def test_openrlhf_labels_are_references_only_when_the_url_asks(http):
     assert r.status_code == 200, r.text
     assert r.json()["rewards"] == pytest.approx([x["mixed"]["total"] for x in given], abs=1e-5)
     assert r.json()["rewards"][0] != pytest.approx(plain[0]["mixed"]["total"], abs=1e-3)
+    # and it says, per type, which queries' references were read (the second has none)
+    logs = r.json()["extra_logs"]
+    assert {k: v for k, v in logs.items() if k.startswith("fgrm/reference_read/")} == {
+        "fgrm/reference_read/relevance": [1.0, 0.0], "fgrm/reference_read/factuality": [0.0, 0.0],
+        "fgrm/reference_read/completeness": [1.0, 0.0]}
+    assert not any(k.startswith("fgrm/reference_read/") for k in http.post("/v1/openrlhf", json=body).json()["extra_logs"])
+    short = http.post("/v1/openrlhf?labels=reference", json=_openrlhf_body([with_reference(HAMLET, SHORT_REFERENCE)]))
+    assert short.json()["extra_logs"]["fgrm/reference_read/relevance"] == [0.0]  # too short: not read
+    assert short.json()["extra_logs"]["fgrm/reference_read/completeness"] == [1.0]
 
 
 @pytest.mark.parametrize("url, labels, field, message", [
