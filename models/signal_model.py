@@ -9,7 +9,7 @@ service's scorer all go through these functions, so what is evaluated is what is
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -158,8 +158,7 @@ class SignalModel:
         if share is not None and share < self.reference_min_context_share:
             # decided on words alone, before embedding: the reference costs no rows, and every
             # type scores exactly as without it
-            ctx, dropped = replace(ctx, reference_sentences=[], reference_sentence_words=[],
-                                   reference_words=set(), reference_bigrams=set()), "unrelated"
+            ctx, dropped = ctx.without_reference(), "unrelated"
         texts = item_texts(ctx, subs, sents, response)
         distinct = list(dict.fromkeys(texts))
         where = {t: k for k, t in enumerate(distinct)}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -171,6 +171,11 @@ class Context:
                    " ".join(passages).lower(), pq, region, region_words,
                    ref, [content_words(s) for s in ref], content_words(reference) if ref else set(),
                    _bigrams(reference) if ref else set())
+
+    def without_reference(self) -> "Context":
+        """This context as `Context.of` builds it without a reference (the passages not parsed again)."""
+        return replace(self, reference_sentences=[], reference_sentence_words=[], reference_words=set(),
+                       reference_bigrams=set())
 
     def texts_to_embed(self) -> list[str]:
         """The context's texts whose embeddings the embedding features need: question, passage

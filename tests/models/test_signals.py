@@ -347,4 +347,6 @@ def test_a_references_share_of_the_context_and_when_there_is_too_little_to_judge
     assert reference_context_share(ctx) == pytest.approx(6 / 7)
     assert reference_context_share(Context.of(question, [passage], "Paris is the capital of France.")) == 0.0
     assert reference_context_share(Context.of(question, [passage])) is None  # no reference
+    # what the service scores a dropped reference's item with: the context as built without one
+    assert ctx.without_reference() == Context.of(question, [passage])
     assert reference_context_share(Context.of(question, ["Hamlet is a play."], "Paris is the capital.")) is None
