@@ -31,11 +31,11 @@ sample's siblings.
 import sys
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from models.crossval import _pairwise, cross_validate
 from models.data import fold_of, load_records
 from models.embedding import TextEmbedder
+from models.heads import fit_preference
 from models.recipe import RECIPES, _completeness_rows, fit
 from models.signals import COMPLETENESS_FEATURES, _bigrams, content_words
 from models.tables import build_with_cache, embedding_cache_path
@@ -63,12 +63,11 @@ def consensus(record: dict, embed: TextEmbedder) -> dict[int, np.ndarray]:
 
 
 def bradley_terry(train_a, train_b, test_a, test_b, c: float = 0.1) -> float:
-    """Pairwise accuracy on the test pairs of a logistic regression on the training pairs' differences."""
-    d = np.concatenate([train_a - train_b, train_b - train_a])
-    y = np.r_[np.ones(len(train_a)), np.zeros(len(train_a))]
-    scale = np.where(d.std(0) > 1e-12, d.std(0), 1.0)
-    model = LogisticRegression(C=c, fit_intercept=False, max_iter=5000).fit(d / scale, y)
-    return _pairwise((test_a / scale) @ model.coef_[0], (test_b / scale) @ model.coef_[0])
+    """Pairwise accuracy on the test pairs of the completeness head's own fit (models.heads.fit_preference)
+    on the training pairs, over every column given."""
+    columns = tuple(f"x{j}" for j in range(train_a.shape[1]))
+    head = fit_preference(train_a, train_b, list(columns), columns, c)
+    return _pairwise(head.score(test_a, columns), head.score(test_b, columns))
 
 
 def relevance(records: list[dict], cache) -> None:
