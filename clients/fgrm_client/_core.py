@@ -107,7 +107,8 @@ def weight_map(weights: Mapping[str, float] | None) -> dict[str, float]:
 
 
 def check_count(results: Iterable[T], n: int, endpoint: str) -> list[T]:
-    """One answer per item sent, or a ProtocolError."""
+    """One answer per item sent, or a ProtocolError. Every score and mix answer of both transports
+    passes here, so this is also where the answers' unread references are noted, once."""
     out = list(results)
     if len(out) != n:
         raise ProtocolError(f"sent {n} items, got {len(out)} results", endpoint=endpoint)
