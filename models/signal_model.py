@@ -20,7 +20,7 @@ from models.heads import LogisticHead, PreferenceHead, head_from_json
 from models.segment import Segment
 from models.signals import (COMPLETENESS_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES, Context,
                            completeness_input, in_context, reference_context_share, response_features,
-                           segment_features)
+                           segment_features, without_reference)
 
 SIGNALS_VERSION = 2  # bump when a signal's definition changes: checkpoints record the version they were fitted on
 
@@ -137,6 +137,20 @@ class SignalModel:
     def thresholds(self) -> dict[str, float]:
         """The error thresholds of the heads that score items without a reference."""
         return self.heads.thresholds()
+
+    def reference_policy(self, head: str) -> tuple[bool, int, float]:
+        """What `head` ("relevance", "factuality" or "completeness") does with an item's reference:
+        (whether its score can change with one; the fewest distinct content words it reads, 0 for
+        any; the share of those words in the question and passages below which any reference is
+        taken for another question's and ignored). Read off the checkpoint, not the recipe: a head
+        reads a reference when its twin reads a reference signal (factuality's twin does not)."""
+        if self.reference_heads is None:
+            return False, 0, 0.0
+        features = tuple(getattr(self.reference_heads, head).features)
+        if without_reference(features) == features:
+            return False, 0, 0.0
+        min_words = self.relevance_reference_min_words if head == "relevance" else 0
+        return True, min_words, self.reference_min_context_share
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         return cached_ids(self._ids_cache, texts, lambda missing: tokenize(self.tokenizer, missing, self.max_tokens))

@@ -128,6 +128,12 @@ class FeedbackTypeInfo:
     runtime: str
     provider: str
     batch_invariant: bool
+    # what the type does with an item's `reference` (models.signal_model.SignalModel.reference_policy):
+    # whether it reads one at all, the fewest distinct content words it reads (0: any), and the share
+    # of them in the question and passages below which a reference is ignored as another question's
+    reads_reference: bool = False
+    reference_min_words: int = 0
+    reference_min_context_share: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -112,7 +112,7 @@ class ScoringEngine:
     # ------------------------------------------------------------------ descriptions
     def feedback_types(self) -> list[FeedbackTypeInfo]:
         return [FeedbackTypeInfo(t.name, t.granularity, t.kind, float(t.weight), s.version, s.backend.name,
-                                 str(s.backend.provider), bool(s.backend.batch_invariant))
+                                 str(s.backend.provider), bool(s.backend.batch_invariant), *s.reference_policy(t))
                 for s in self.scorers for t in s.types]
 
     @property

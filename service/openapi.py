@@ -48,12 +48,19 @@ ERRORS = {
 FEEDBACK_TYPE = {
     "type": "object",
     "required": ["name", "granularity", "kind", "default_weight", "model_version", "runtime", "provider",
-                 "batch_invariant"],
+                 "batch_invariant", "reads_reference", "reference_min_words", "reference_min_context_share"],
     "properties": {
         "name": {"type": "string"}, "granularity": {"type": "string", "enum": ["sub-sentence", "sentence", "response"]},
         "kind": {"type": "string", "enum": ["segment_classifier", "preference_scorer", "prefix_delta"]},
         "default_weight": {"type": "number"}, "model_version": {"type": "string"}, "runtime": {"type": "string"},
         "provider": {"type": "string"}, "batch_invariant": {"type": "boolean"},
+        "reads_reference": {"type": "boolean", "description": "false: the type's scores never change with an "
+                                                                 "item's reference"},
+        "reference_min_words": {"type": "integer", "minimum": 0,
+                                "description": "a reference with fewer distinct content words is not read (0: any)"},
+        "reference_min_context_share": {"type": "number", "minimum": 0, "maximum": 1,
+                                        "description": "a reference sharing less of its content words with the "
+                                                       "question and passages is ignored as another question's"},
     },
 }
 WEIGHTS = {"type": "object", "additionalProperties": {"type": "number"}}

@@ -60,6 +60,9 @@ class Prepared:
     state: Any = None
 
 
+NO_REFERENCE = (False, 0, 0.0)  # a scorer whose model reads no reference answer
+
+
 class Scorer(Protocol):
     """What the engine needs of a scorer: rows in, per-type segment rewards out."""
 
@@ -71,6 +74,10 @@ class Scorer(Protocol):
     """The token that pads its rows."""
     version: str
     """Model version reported by `GET /v1/feedback-types`."""
+
+    def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
+        """What type `t` does with an item's reference (models.signal_model.SignalModel.reference_policy)."""
+        ...
 
     def granularities(self) -> set[str]:
         """The segmentations `prepare` and `finish` read."""
@@ -137,6 +144,9 @@ class FgrmScorer:
     def granularities(self) -> set[str]:
         return {self.marker_granularity} | {t.granularity for t in self.types}
 
+    def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
+        return NO_REFERENCE
+
     def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
@@ -201,6 +211,9 @@ class SignalScorer:
     def granularities(self) -> set[str]:
         return {"sub-sentence", "sentence", "response"}
 
+    def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
+        return self.model.reference_policy(t.head)
+
     def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
@@ -252,6 +265,9 @@ class PrefixDeltaScorer:
 
     def granularities(self) -> set[str]:
         return {self.type.granularity}
+
+    def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
+        return NO_REFERENCE
 
     def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong

@@ -152,7 +152,9 @@ def _feedback_types(resp: Any) -> list[FeedbackTypeInfo]:
         FeedbackTypeInfo(
             name=t.name, granularity=t.granularity, kind=t.kind, weight=t.default_weight,
             extra={"model_version": t.model_version, "runtime": t.runtime,
-                   "provider": t.provider, "batch_invariant": t.batch_invariant},
+                   "provider": t.provider, "batch_invariant": t.batch_invariant,
+                   "reads_reference": t.reads_reference, "reference_min_words": t.reference_min_words,
+                   "reference_min_context_share": t.reference_min_context_share},
         )
         for t in resp.types
     ]

@@ -350,3 +350,21 @@ def test_a_references_share_of_the_context_and_when_there_is_too_little_to_judge
     # what the service scores a dropped reference's item with: the context as built without one
     assert ctx.without_reference() == Context.of(question, [passage])
     assert reference_context_share(Context.of(question, ["Hamlet is a play."], "Paris is the capital.")) is None
+
+
+def test_reference_policy_is_read_off_the_checkpoints_heads(shipped_checkpoint, minilm_tokenizer):
+    """What /v1/feedback-types reports of each type and a reference: the shipped checkpoint's
+    relevance and completeness twins read reference signals (relevance only from 10 distinct
+    content words), factuality's twin does not; a checkpoint without twins reads none."""
+    from models.signal_model import WITH_REFERENCE, SignalModel
+
+    meta = json.loads((shipped_checkpoint / "fgrm.json").read_text())
+    model = SignalModel(minilm_tokenizer, meta)
+    share = meta["reference_min_context_share"]
+    assert share == 0.3 and meta["reference_relevance_min_words"] == 10
+    assert model.reference_policy("relevance") == (True, 10, share)
+    assert model.reference_policy("completeness") == (True, 0, share)
+    assert model.reference_policy("factuality") == (False, 0, 0.0)
+    no_twins = {**meta, "heads": {k: v for k, v in meta["heads"].items() if not k.endswith(WITH_REFERENCE)}}
+    without = SignalModel(minilm_tokenizer, no_twins)
+    assert [without.reference_policy(h) for h in ("relevance", "factuality", "completeness")] == [(False, 0, 0.0)] * 3

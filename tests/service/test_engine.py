@@ -324,6 +324,9 @@ def test_feedback_types_describe_models(tiny_dir):
     assert info["completeness"].kind == "preference_scorer"
     assert info["toxicity"].kind == "prefix_delta" and info["toxicity"].default_weight == 0.5
     assert all(t.runtime == "torch" and t.batch_invariant for t in info.values())
+    # neither an fgrm network nor a prefix-delta classifier reads a reference answer
+    assert all((t.reads_reference, t.reference_min_words, t.reference_min_context_share) == (False, 0, 0.0)
+               for t in info.values())
 
 
 def test_metrics_are_recorded_per_transport_and_batches_are_shared(tiny_dir):

@@ -138,6 +138,10 @@ def test_the_page_shows_what_score_and_mix_answer(tab, fgrm_service):
     for t in types:  # model version, runtime and provider as the service reports them
         shown = page.text_content(f"#models-body li[data-type='{t['name']}']")
         assert t["model_version"] in shown and t["runtime"] in shown and t["provider"] in shown, shown
+    # the reference hint says what this server's checkpoint does with one, not what the page assumes
+    assert page.text_content("#reference-policy") == (
+        "Read by relevance (only one of 10 or more distinct content words), completeness. One with under "
+        "30 % of its content words in the question and passages is ignored as another question's.")
     assert sorted(page.eval_on_selector_all("#profile option", "os => os.map(o => o.value)")) == \
         sorted(http.get("/v1/profiles").json()["profiles"])
 

@@ -87,6 +87,10 @@ def test_score_returns_segments_for_every_configured_type(http):
     names = [t["name"] for t in types]
     assert {"relevance", "factuality", "completeness"} <= set(names)
     assert all(t["runtime"] in ("torch", "onnx", "onnx-int8") and t["provider"] and t["model_version"] for t in types)
+    # what each type does with a reference, as the shipped checkpoint decides it
+    policy = {t["name"]: (t["reads_reference"], t["reference_min_words"], t["reference_min_context_share"])
+              for t in types}
+    assert policy == {"relevance": (True, 10, 0.3), "factuality": (False, 0, 0.0), "completeness": (True, 0, 0.3)}
     [res] = score_http(http, [SAMPLES[0]])
     assert list(res["types"]) == names
     text = SAMPLES[0]["response"]
@@ -279,6 +283,9 @@ def test_grpc_feedback_types_health_and_reflection(rpc):
     stub, channel = rpc
     types = stub.ListFeedbackTypes(pb2.ListFeedbackTypesRequest(), timeout=10).types
     assert {t.name for t in types} >= {"relevance", "factuality", "completeness"}
+    policy = {t.name: (t.reads_reference, t.reference_min_words, round(t.reference_min_context_share, 6))
+              for t in types}
+    assert policy == {"relevance": (True, 10, 0.3), "factuality": (False, 0, 0.0), "completeness": (True, 0, 0.3)}
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 

@@ -251,6 +251,25 @@
     list.className = "models";
     list.append(...rows);
     $("models-body").replaceChildren(list);
+    renderReferencePolicy();
+  }
+
+  // What each type does with a reference, as /v1/feedback-types says (the checkpoint decides it)
+  function renderReferencePolicy() {
+    const readers = state.types.filter((t) => t.reads_reference);
+    if (!readers.length) {
+      $("reference-policy").textContent = "No type of this server reads a reference: it changes nothing.";
+      return;
+    }
+    const names = readers.map((t) => (t.reference_min_words > 0
+      ? `${t.name} (only one of ${t.reference_min_words} or more distinct content words)` : t.name));
+    const shares = [...new Set(readers.map((t) => t.reference_min_context_share).filter((x) => x > 0))];
+    let text = `Read by ${names.join(", ")}.`;
+    if (shares.length) {
+      text += ` One with under ${shares.map((x) => `${Math.round(x * 100)} %`).join(" / ")} of its content words`
+        + " in the question and passages is ignored as another question's.";
+    }
+    $("reference-policy").textContent = text;
   }
 
   async function loadMeta() {
