@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Protocol, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 from ._retry import RetryPolicy
 from .errors import FgrmError, ProtocolError
@@ -106,13 +106,14 @@ def weight_map(weights: Mapping[str, float] | None) -> dict[str, float]:
     return {str(k): float(v) for k, v in (weights or {}).items()}
 
 
-def check_count(results: Iterable[T], n: int, endpoint: str) -> list[T]:
+def check_count(results: Iterable[T], n: int, endpoint: str, references: Sequence[bool] = ()) -> list[T]:
     """One answer per item sent, or a ProtocolError. Every score and mix answer of both transports
-    passes here, so this is also where the answers' unread references are noted, once."""
+    passes here, so this is also where the answers' unread references are noted, once;
+    `references[i]`: item i was sent with a (non-blank) reference."""
     out = list(results)
     if len(out) != n:
         raise ProtocolError(f"sent {n} items, got {len(out)} results", endpoint=endpoint)
-    note_unread_references(out)
+    note_unread_references(out, references)
     return out
 
 
@@ -121,15 +122,24 @@ _UNREAD = {"too_short": "it has fewer distinct content words than the checkpoint
            "unrelated": "it shares too little of its content words with the question and passages, as another "
                         "question's answer would (checkpoint reference_min_context_share)"}
 _warned: set[tuple[str, str]] = set()
+_NONE_READ = ("*", "no type reads references")
 
 
-def note_unread_references(results: Iterable[Any]) -> None:
+def note_unread_references(results: Iterable[Any], references: Sequence[bool] = ()) -> None:
     """One WARNING per process for each (type, reason) the service gives for not reading an item's
     reference: a trainer that sends short labels, or another question's answers, as references
     would otherwise not see that they change nothing (the service counts every such item in
-    fgrm_references_total)."""
-    for result in results:
-        for name, t in (getattr(result, "types", None) or {}).items():
+    fgrm_references_total). And one when an item sent with a reference (`references[i]`) comes
+    back with no type saying anything of it: no model of that server reads references at all."""
+    for i, result in enumerate(results):
+        types = getattr(result, "types", None) or {}
+        if i < len(references) and references[i] and types and _NONE_READ not in _warned \
+                and all(getattr(t, "reference", None) is None for t in types.values()):
+            _warned.add(_NONE_READ)
+            log.warning("fgrm: no feedback type of this server read an item's reference, so it changes nothing: "
+                        "its models read none (GET /v1/feedback-types, reads_reference), or the server predates "
+                        "references. Logged once per process.")
+        for name, t in types.items():
             reason = getattr(t, "reference", None)
             if reason in _UNREAD and (name, reason) not in _warned:
                 _warned.add((name, reason))

@@ -180,15 +180,17 @@ class GrpcCodec:
         return Call(_method(name), (name, message), parse, timeout)
 
     def _batch(self, name: str, request_type: Any, messages: list[Any], read: Callable[[Any], ItemResult],
-               weights: Mapping[str, float] | None, profile: str | None) -> Call[list[ItemResult]]:
+               weights: Mapping[str, float] | None, profile: str | None,
+               references: Sequence[bool] = ()) -> Call[list[ItemResult]]:
         """Score and Mix: items in, one result per item out (the count is checked)."""
         req = request_type(items=messages, weights=weight_map(weights), profile=profile or "")
-        return self._call(name, req, lambda resp: check_count(map(read, resp.results), len(messages), _method(name)))
+        return self._call(name, req, lambda resp: check_count(map(read, resp.results), len(messages), _method(name),
+                                                              references))
 
     def score(self, items: list[Item], weights: Mapping[str, float] | None,
               profile: str | None) -> Call[list[ItemResult]]:
         return self._batch("Score", self.pb.ScoreRequest, [_item_msg(self.pb, it) for it in items], _item_result,
-                           weights, profile)
+                           weights, profile, [bool(it.reference.strip()) for it in items])
 
     def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,
             profile: str | None) -> Call[list[ItemResult]]:

@@ -93,14 +93,15 @@ def _mix_json(it: MixItem) -> dict[str, Any]:
     return out
 
 
-def _results(n: int, endpoint: str, fill_types: bool = False) -> Callable[[httpx.Response], list[ItemResult]]:
+def _results(n: int, endpoint: str, fill_types: bool = False,
+             references: Sequence[bool] = ()) -> Callable[[httpx.Response], list[ItemResult]]:
     def parse(response: httpx.Response) -> list[ItemResult]:
         data = _json_or_protocol_error(response)
         if not isinstance(data, Mapping) or not isinstance(data.get("results"), list):
             raise ProtocolError("answer has no 'results' list", endpoint=endpoint)
         # a mix answer is a score answer whose results have no "types" of their own
         rows = [{"types": {}, **r} if fill_types and isinstance(r, Mapping) else r for r in data["results"]]
-        return check_count((parse_item_result(r) for r in rows), n, endpoint)
+        return check_count((parse_item_result(r) for r in rows), n, endpoint, references)
 
     return parse
 
@@ -159,7 +160,8 @@ class HttpCodec:
             body["weights"] = weight_map(weights)
         if profile is not None:
             body["profile"] = profile
-        return self._call("POST", SCORE_PATH, body, _results(len(items), self.base_url + SCORE_PATH))
+        sent = [bool(it.reference.strip()) for it in items]
+        return self._call("POST", SCORE_PATH, body, _results(len(items), self.base_url + SCORE_PATH, references=sent))
 
     def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,
             profile: str | None) -> Call[list[ItemResult]]:

@@ -20,7 +20,19 @@ from .test_trl import StubClient
 REFERENCE = "Troye Sivan's Bloom was released on 31 August 2018."
 
 
-def test_http_sends_the_reference_only_when_given():
+NONE_READ = ("fgrm: no feedback type of this server read an item's reference, so it changes nothing: its models "
+             "read none (GET /v1/feedback-types, reads_reference), or the server predates references. Logged once "
+             "per process.")
+
+
+def warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "fgrm_client" and r.levelname == "WARNING"]
+
+
+def test_http_sends_the_reference_only_when_given(caplog, monkeypatch):
+    from fgrm_client import _core
+
+    monkeypatch.setattr(_core, "_warned", set())  # once per process: forget what earlier tests saw
     bodies = []
 
     def handler(request):
@@ -29,12 +41,17 @@ def test_http_sends_the_reference_only_when_given():
         return httpx.Response(200, json={"results": [RESULT] * len(body["items"])})
 
     with HttpClient("http://fgrm.test", transport=httpx.MockTransport(handler), retry=FAST) as c:
+        c.score([{"question": "q", "response": "r"}, Item("q", "r", reference="  ")])
+        assert warnings(caplog) == []  # nothing sent that could have been read
         c.score([{"question": "q", "response": "r", "reference": REFERENCE},
                  Item("q", "r", reference=REFERENCE), {"question": "q", "response": "r"},
                  {"question": "q", "response": "r", "reference": None}, Item("q", "r")])
-    items = bodies[0]["items"]
+        c.score([Item("q", "r", reference=REFERENCE)])
+    items = bodies[1]["items"]
     assert [it.get("reference") for it in items] == [REFERENCE, REFERENCE, None, None, None]
     assert ["reference" in it for it in items] == [True, True, False, False, False]
+    # this server's results say nothing of the references (no type of it reads one): said once
+    assert warnings(caplog) == [NONE_READ]
 
 
 class RecordingService(FakeService):
@@ -54,10 +71,14 @@ def fake_grpc():
     server.stop(None)
 
 
-def test_grpc_sends_the_reference_only_when_given(fake_grpc):
+def test_grpc_sends_the_reference_only_when_given(fake_grpc, caplog, monkeypatch):
+    from fgrm_client import _core
+
+    monkeypatch.setattr(_core, "_warned", set())
     fake, addr = fake_grpc
     with GrpcClient(addr, retry=FAST) as c:
         c.score([{"question": "q", "response": "r", "reference": REFERENCE}, Item("q", "r")])
+    assert warnings(caplog) == [NONE_READ]
     [req] = fake.requests
     assert [it.reference for it in req.items] == [REFERENCE, ""]
     # proto3: an empty string is not serialised, so an older server sees the same bytes as before
@@ -106,7 +127,8 @@ def test_the_real_service_takes_a_reference_over_both_transports(real_service, c
                                                                 "completeness": "read"}
     assert {t.reference for t in plain.types.values()} == {None}
     # ... and the client says so once, however many results say it (here one from each client)
-    said = [r.getMessage() for r in caplog.records if r.name == "fgrm_client" and r.levelname == "WARNING"]
+    # (and not that no type read it: completeness did)
+    said = warnings(caplog)
     assert said == ["fgrm: relevance scored an item as without its reference (too_short): it has fewer distinct "
                     "content words than the checkpoint's reference_relevance_min_words. Logged once per process; "
                     "the service counts them all in fgrm_references_total{read='too_short'}."]
