@@ -22,6 +22,9 @@ signal and its context views left out, as the served no-reference heads leave th
 
     pip install wordllama==0.4.0.post1     # not a project requirement: this experiment only
     OMP_NUM_THREADS=1 .venv/bin/python docs/quality/experiments/wordllama_signals.py     # ~30 s, embeddings cached
+    # the same five cosines from all-mpnet-base-v2 (mpnet_backbone.py: where from, and its cache);
+    # the output still calls them wl_*
+    OMP_NUM_THREADS=2 .venv/bin/python docs/quality/experiments/wordllama_signals.py --mpnet /tmp/mpnet/all-mpnet-base-v2
 
 Offline: 0.4.0.post1 looks for its tokenizer under `wordllama/tokenizer/` while the wheel ships it
 under `wordllama/tokenizers/`, so a plain `WordLlama.load()` tries huggingface.co for it (the
@@ -37,7 +40,13 @@ wl_cos_prev_max 0.598 ± 0.037 / 0.604 ± 0.035, wl_cos_answer 0.554 ± 0.016; f
 wl_cos_question 0.607 ± 0.036 / 0.602 ± 0.025, wl_cos_best_passage 0.841 ± 0.039 / 0.858 ± 0.030.
 WordLlama's cosines rank about as well as the MiniLM ones they duplicate and add nothing on top of
 the shipped signals (every difference well under one fold std): not worth a dependency.
+
+With --mpnet (2026-11-28, 1 min with mpnet_backbone.py's cache): relevance +mpnet 0.738 ± 0.013
+(per fold +0.001 / +0.005 / +0.007 / +0.005 / +0.014 over base), +mpnet ctx 0.736 ± 0.012;
+factuality 0.908 ± 0.022. Alone: mpnet's question cosine 0.643 ± 0.009 against MiniLM's 0.624 ±
+0.013, its best-passage cosine for factuality 0.850 ± 0.036 against 0.858 ± 0.030.
 """
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +100,28 @@ tables = build_with_cache(recs, embedding_cache_path(None), threads=1)
 folds = np.array([t.fold for t in tables])
 
 
-def build_wl():
-    wl = load_wordllama()
+def mpnet_embedder(path: str):
+    """all-mpnet-base-v2 (mpnet_backbone.py says where it comes from), with that script's cache."""
+    from models.embedding import MAX_TOKENS, TextEmbedder
+    from models.runtime.onnx_backend import cache_dir
 
-    def embed(texts):
-        return np.asarray(wl.embed(texts, norm=True), dtype=np.float64)
+    from mpnet_backbone import MPNET_SHA256  # noqa: I001 (this folder's sibling script)
+
+    embed = TextEmbedder(backbone=path, threads=2)
+    cache = cache_dir() / f"embeddings-{MPNET_SHA256[:12]}-{MAX_TOKENS}.npz"
+    if cache.is_file():
+        embed.load(cache)
+    return embed
+
+
+def build_wl():
+    if "--mpnet" in sys.argv:  # the same cosines from all-mpnet-base-v2 instead of WordLlama
+        embed = mpnet_embedder(sys.argv[sys.argv.index("--mpnet") + 1])
+    else:
+        wl = load_wordllama()
+
+        def embed(texts):
+            return np.asarray(wl.embed(texts, norm=True), dtype=np.float64)
 
     rel, fact = [], []
     for r, t in zip(recs, tables):
