@@ -213,7 +213,8 @@ def cv_main(args) -> int:
         print(f"fgrm eval: unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}", file=sys.stderr)
         return 2
     records = load_records(args.data)
-    tables = build_with_cache(records, embedding_cache_path(args.embedding_cache), args.threads)
+    tables = build_with_cache(records, embedding_cache_path(args.embedding_cache, args.backbone), args.threads,
+                              backbone=args.backbone)
     results = []
     for name in names:
         res = cross_validate(tables, RECIPES[name], args.cv)
@@ -252,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=None, help="--cv: also draw the CV figures into this PNG")
     ap.add_argument("--threads", type=int, default=0, help="--cv: torch threads for the embedding")
     ap.add_argument("--embedding-cache", default=None, help="--cv: embeddings cache (see fgrm train --help)")
+    ap.add_argument("--backbone", default=None, metavar="DIR",
+                    help="--cv: embed with this sentence-transformers model instead of all-MiniLM-L6-v2 "
+                         "(see fgrm train --help)")
     args = ap.parse_args(argv)
     if args.cv:
         if args.cv < 2:

@@ -260,22 +260,25 @@ def stack(tables: list[RecordTable], kind: str) -> tuple[np.ndarray, np.ndarray,
             np.concatenate(gs) if gs else np.zeros(0))
 
 
-def embedding_cache_path(explicit: str | None) -> Path:
+def embedding_cache_path(explicit: str | None, backbone: str | None = None) -> Path:
+    """The embeddings cache of an encoder (default: the shipped MiniLM), named by its weights' sha256."""
     from models.checkpoint import sha256_file
     from models.embedding import MAX_TOKENS, default_backbone
     from models.runtime.onnx_backend import cache_dir
 
     if explicit:
         return Path(explicit)
-    weights = Path(default_backbone()) / "model.safetensors"
+    weights = Path(backbone or default_backbone()) / "model.safetensors"
     return cache_dir() / f"embeddings-{sha256_file(weights)[:12]}-{MAX_TOKENS}.npz"
 
 
-def build_with_cache(records: list[dict], cache: Path, threads: int = 0) -> list[RecordTable]:
-    """Feature tables of `records`, embedding with the frozen encoder (disk cache by text)."""
+def build_with_cache(records: list[dict], cache: Path, threads: int = 0,
+                     backbone: str | None = None) -> list[RecordTable]:
+    """Feature tables of `records`, embedding with the frozen encoder (`backbone`, default the
+    shipped MiniLM; disk cache by text)."""
     from models.embedding import TextEmbedder
 
-    embedder = TextEmbedder(threads=threads or None)
+    embedder = TextEmbedder(backbone=backbone, threads=threads or None)
     if cache.is_file():
         embedder.load(cache)
     before = len(embedder.cache)

@@ -45,13 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="torch threads for the embedding (0: torch's default)")
     ap.add_argument("--embedding-cache", default=None,
                     help="npz cache of embeddings by text (default: ~/.cache/fgrm/embeddings-<encoder>.npz)")
+    ap.add_argument("--backbone", default=None, metavar="DIR",
+                    help="a sentence-transformers model directory (model.safetensors and its tokenizer; mean "
+                         "pooling, L2-normalised) to embed with instead of all-MiniLM-L6-v2; the checkpoint "
+                         "names it by absolute path and pins its sha256 (README, 'Another encoder')")
     return ap
 
 
 def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None,
-                    reference_heads=None, reference_cv: dict | None = None) -> dict:
+                    reference_heads=None, reference_cv: dict | None = None, backbone: str | None = None) -> dict:
     """fgrm.json of a signal checkpoint; `reference_heads` (the twin recipe's) are stored as
-    `<head>@reference` for the items that come with a reference answer."""
+    `<head>@reference` for the items that come with a reference answer. The encoder is the
+    package's MiniLM, or `backbone` named by absolute path (models.checkpoint.encoder_dir reads
+    both, and refuses weights whose sha256 is not the pinned one)."""
     from models.recipe import RECIPES
     from models.signal_model import SIGNALS_VERSION, WITH_REFERENCE
     from models.signals import RESPONSE_FEATURES, SEGMENT_FEATURES, SUBSENTENCE_FEATURES
@@ -63,8 +69,8 @@ def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, 
                        for name in ("relevance", "factuality", "completeness")})
     return {
         "network": "embedding",
-        "encoder": ENCODER_REF,
-        "encoder_sha256": sha256_file(Path(default_backbone()) / "model.safetensors"),
+        "encoder": str(Path(backbone).resolve()) if backbone else ENCODER_REF,
+        "encoder_sha256": sha256_file(Path(backbone or default_backbone()) / "model.safetensors"),
         "max_length": MAX_TOKENS,
         "signals_version": SIGNALS_VERSION,
         "signals": {"segment": list(SEGMENT_FEATURES), "subsentence": list(SUBSENTENCE_FEATURES),
@@ -104,7 +110,10 @@ def train(args) -> dict:
         records = split_records(records)[0]
     if args.limit:
         records = records[: args.limit]
-    tables = build_with_cache(records, embedding_cache_path(args.embedding_cache), args.threads)
+    if args.backbone and not (Path(args.backbone) / "model.safetensors").is_file():
+        raise SystemExit(f"fgrm train: --backbone {args.backbone} has no model.safetensors")
+    tables = build_with_cache(records, embedding_cache_path(args.embedding_cache, args.backbone), args.threads,
+                              backbone=args.backbone)
     print(f"signals of {len(tables)} records in {time.time() - t0:.0f}s", file=sys.stderr)
     twin = RECIPES[recipe.reference_twin] if recipe.reference_twin else None
     cv = reference_cv = None
@@ -119,7 +128,7 @@ def train(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = checkpoint_meta(heads, recipe, records=len(records), data=data, seconds=time.time() - t0, cv=cv,
-                           reference_heads=reference_heads, reference_cv=reference_cv)
+                           reference_heads=reference_heads, reference_cv=reference_cv, backbone=args.backbone)
     from models.checkpoint import META_FILE
 
     (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")

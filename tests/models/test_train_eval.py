@@ -1,4 +1,5 @@
-"""`fgrm train --recipe finetune` mechanics on a tiny random backbone, and `fgrm eval` output on the shipped model."""
+"""`fgrm train` mechanics on a tiny random backbone (the fine-tuned recipe, and the signal recipe with
+another encoder), and `fgrm eval` output on the shipped model."""
 import json
 
 import numpy as np
@@ -53,6 +54,47 @@ def test_finetune_recipe_writes_a_loadable_checkpoint_whose_weights_moved(tmp_pa
     loaded = runtime.load(out, "torch")
     assert loaded.encoder.marker_id == loaded.encoder.tokenizer.convert_tokens_to_ids("[SEG]")
     assert (out / "train_log.jsonl").read_text().count("\n") == 1
+
+
+def test_signal_recipe_on_another_encoder_names_it_pins_it_and_serves_with_it(tmp_path, records, tiny_backbone):
+    """`fgrm train --backbone DIR`: the checkpoint names DIR by absolute path and pins its weights;
+    the runtime embeds with it (32-d rows here, not MiniLM's 384) and refuses changed weights."""
+    import shutil
+
+    from models import checkpoint as ckpt
+    from models import runtime
+    from models.checkpoint import sha256_file
+    from models.segment import sentences, subsentences
+    from models.train import main as train_main
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_backbone, encoder)
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records[:12]))
+    out = tmp_path / "ckpt"
+    assert train_main(["--data", str(data), "--out", str(out), "--cv", "0", "--backbone", str(encoder),
+                       "--embedding-cache", str(tmp_path / "emb.npz")]) == 0
+    meta = ckpt.read_meta(out)
+    assert meta["encoder"] == str(encoder.resolve())
+    assert meta["encoder_sha256"] == sha256_file(encoder / "model.safetensors")
+    loaded = runtime.load(out, "torch")
+    r = records[20]
+    response = r["prediction 1"]
+    plan = loaded.encoder.plan(r["question"], [p[0] + ": " + " ".join(p[1:]) for p in r["passages"]], response,
+                               subsentences(response), sentences(response))
+    ids, mask = np.array(plan.rows[:1]), np.ones((1, len(plan.rows[0])), dtype=np.int64)
+    assert loaded.backend.forward(ids, mask)["embeddings"].shape == (1, 32)
+    out_ = loaded.encoder.run(loaded.backend.forward, [plan])[0]
+    assert len(out_.relevance) == len(subsentences(response)) and np.all((out_.relevance >= 0) & (out_.relevance <= 1))
+    # other weights under the same name are refused, naming both hashes
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(encoder / "model.safetensors"))
+    weights = {k: v + 1.0 for k, v in weights.items()}
+    save_file(weights, str(encoder / "model.safetensors"))
+    ckpt._verified.clear()
+    with pytest.raises(ValueError, match="model.safetensors has sha256 .* the checkpoint was trained on"):
+        ckpt.encoder_dir(out)
 
 
 def test_eval_json_has_metrics_and_baselines_and_survives_an_empty_response(tmp_path, records, capsys,

@@ -101,14 +101,11 @@ folds = np.array([t.fold for t in tables])
 
 
 def mpnet_embedder(path: str):
-    """all-mpnet-base-v2 (mpnet_backbone.py says where it comes from), with that script's cache."""
-    from models.embedding import MAX_TOKENS, TextEmbedder
-    from models.runtime.onnx_backend import cache_dir
-
-    from mpnet_backbone import MPNET_SHA256  # noqa: I001 (this folder's sibling script)
+    """all-mpnet-base-v2 (mpnet_backbone.py says where it comes from), with its embeddings cache."""
+    from models.embedding import TextEmbedder
 
     embed = TextEmbedder(backbone=path, threads=2)
-    cache = cache_dir() / f"embeddings-{MPNET_SHA256[:12]}-{MAX_TOKENS}.npz"
+    cache = embedding_cache_path(None, path)
     if cache.is_file():
         embed.load(cache)
     return embed
