@@ -52,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_backbone(path: str) -> None:
+    """Refuse, naming the reason, an encoder directory the signal recipe cannot embed with: it needs
+    the weights as model.safetensors (their sha256 is pinned) and room for MAX_TOKENS tokens."""
+    where = Path(path)
+    if not (where / "model.safetensors").is_file():
+        raise SystemExit(f"fgrm train: --backbone {path} has no model.safetensors")
+    config = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
+    positions = config.get("max_position_embeddings")
+    if positions is not None and positions < MAX_TOKENS:
+        raise SystemExit(f"fgrm train: --backbone {path} takes {positions} positions; the signals embed up to "
+                         f"{MAX_TOKENS} tokens per text")
+
+
 def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None,
                     reference_heads=None, reference_cv: dict | None = None, backbone: str | None = None) -> dict:
     """fgrm.json of a signal checkpoint; `reference_heads` (the twin recipe's) are stored as
@@ -110,8 +123,8 @@ def train(args) -> dict:
         records = split_records(records)[0]
     if args.limit:
         records = records[: args.limit]
-    if args.backbone and not (Path(args.backbone) / "model.safetensors").is_file():
-        raise SystemExit(f"fgrm train: --backbone {args.backbone} has no model.safetensors")
+    if args.backbone:
+        check_backbone(args.backbone)
     tables = build_with_cache(records, embedding_cache_path(args.embedding_cache, args.backbone), args.threads,
                               backbone=args.backbone)
     print(f"signals of {len(tables)} records in {time.time() - t0:.0f}s", file=sys.stderr)

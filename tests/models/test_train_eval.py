@@ -86,6 +86,15 @@ def test_signal_recipe_on_another_encoder_names_it_pins_it_and_serves_with_it(tm
     assert loaded.backend.forward(ids, mask)["embeddings"].shape == (1, 32)
     out_ = loaded.encoder.run(loaded.backend.forward, [plan])[0]
     assert len(out_.relevance) == len(subsentences(response)) and np.all((out_.relevance >= 0) & (out_.relevance <= 1))
+    # an encoder the signals cannot use is refused before any work, naming why
+    with pytest.raises(SystemExit, match="has no model.safetensors"):
+        train_main(["--data", str(data), "--out", str(out), "--backbone", str(tmp_path)])
+    short = tmp_path / "short"
+    shutil.copytree(encoder, short)
+    (short / "config.json").write_text(json.dumps({**json.loads((encoder / "config.json").read_text()),
+                                                   "max_position_embeddings": 128}))
+    with pytest.raises(SystemExit, match="takes 128 positions; the signals embed up to 256 tokens per text"):
+        train_main(["--data", str(data), "--out", str(out), "--backbone", str(short)])
     # other weights under the same name are refused, naming both hashes
     from safetensors.torch import load_file, save_file
 
