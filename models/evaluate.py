@@ -212,6 +212,10 @@ def cv_main(args) -> int:
     if unknown:
         print(f"fgrm eval: unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}", file=sys.stderr)
         return 2
+    if args.backbone:
+        from models.train import check_backbone
+
+        check_backbone(args.backbone)
     records = load_records(args.data)
     tables = build_with_cache(records, embedding_cache_path(args.embedding_cache, args.backbone), args.threads,
                               backbone=args.backbone)

@@ -1,7 +1,7 @@
 """`fgrm train`: fit the shipped reward recipe (signals + small heads) and write a checkpoint.
 
-Steps: embed every text the QA-Feedback records need with the frozen all-MiniLM-L6-v2
-(one row per sentence; cached on disk by text, so a rerun skips it), compute the signals of
+Steps: embed every text the QA-Feedback records need with the frozen all-MiniLM-L6-v2 (or the
+encoder of `--backbone DIR`; one row per sentence; cached on disk by text, so a rerun skips it), compute the signals of
 models.signals, fit the heads of the recipe (models.recipe.fit: thresholds and Platt
 calibration on cross-fitted predictions) and of its reference twin (the `@reference` heads, for
 items that carry a reference answer), run the K-fold cross-validation of both (models.crossval)
@@ -57,11 +57,11 @@ def check_backbone(path: str) -> None:
     the weights as model.safetensors (their sha256 is pinned) and room for MAX_TOKENS tokens."""
     where = Path(path)
     if not (where / "model.safetensors").is_file():
-        raise SystemExit(f"fgrm train: --backbone {path} has no model.safetensors")
+        raise SystemExit(f"--backbone {path} has no model.safetensors")
     config = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
     positions = config.get("max_position_embeddings")
     if positions is not None and positions < MAX_TOKENS:
-        raise SystemExit(f"fgrm train: --backbone {path} takes {positions} positions; the signals embed up to "
+        raise SystemExit(f"--backbone {path} takes {positions} positions; the signals embed up to "
                          f"{MAX_TOKENS} tokens per text")
 
 
