@@ -123,6 +123,14 @@ class SignalModel:
         # a reference sharing less of its content words with the question and passages is taken
         # for another question's and dropped (models.recipe.Recipe.reference_min_context_share)
         self.reference_min_context_share = float(meta.get("reference_min_context_share") or 0.0)
+        # the heads whose twin reads a reference signal (factuality's does not): read off the
+        # checkpoint once, for what each result says (`read`) and what /v1/feedback-types says
+        readers = []
+        for name in ("relevance", "factuality", "completeness") if self.reference_heads is not None else ():
+            features = tuple(getattr(self.reference_heads, name).features)
+            if without_reference(features) != features:
+                readers.append(name)
+        self.reference_readers = tuple(readers)
         for hs in (self.heads, self.reference_heads):
             if hs is not None:  # fail at load, not at the first request
                 hs.relevance.columns(SUBSENTENCE_FEATURES)
@@ -142,12 +150,9 @@ class SignalModel:
         """What `head` ("relevance", "factuality" or "completeness") does with an item's reference:
         (whether its score can change with one; the fewest distinct content words it reads, 0 for
         any; the share of those words in the question and passages below which any reference is
-        taken for another question's and ignored). Read off the checkpoint, not the recipe: a head
-        reads a reference when its twin reads a reference signal (factuality's twin does not)."""
-        if self.reference_heads is None:
-            return False, 0, 0.0
-        features = tuple(getattr(self.reference_heads, head).features)
-        if without_reference(features) == features:
+        taken for another question's and ignored). Read off the checkpoint, not the recipe
+        (`reference_readers`)."""
+        if head not in self.reference_readers:
             return False, 0, 0.0
         min_words = self.relevance_reference_min_words if head == "relevance" else 0
         return True, min_words, self.reference_min_context_share
@@ -191,10 +196,10 @@ class SignalModel:
         thresholds = heads.thresholds()
         read: dict[str, str] = {}
         if plan.reference_dropped:
-            read = {"relevance": plan.reference_dropped, "completeness": plan.reference_dropped}
+            read = dict.fromkeys(self.reference_readers, plan.reference_dropped)
         if heads is not self.heads:
             score = _on_base_scale(score, heads.completeness, self.heads.completeness)
-            read = {"relevance": "read", "completeness": "read"}
+            read = dict.fromkeys(self.reference_readers, "read")
             if len(plan.ctx.reference_words) < self.relevance_reference_min_words:
                 read["relevance"] = "too_short"
                 # too short a reference for the twin's relevance head: the reference-free one
