@@ -190,7 +190,7 @@ class GrpcCodec:
     def score(self, items: list[Item], weights: Mapping[str, float] | None,
               profile: str | None) -> Call[list[ItemResult]]:
         return self._batch("Score", self.pb.ScoreRequest, [_item_msg(self.pb, it) for it in items], _item_result,
-                           weights, profile, [bool(it.reference.strip()) for it in items])
+                           weights, profile, [it.has_reference for it in items])
 
     def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,
             profile: str | None) -> Call[list[ItemResult]]:

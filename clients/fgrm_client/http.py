@@ -160,7 +160,7 @@ class HttpCodec:
             body["weights"] = weight_map(weights)
         if profile is not None:
             body["profile"] = profile
-        sent = [bool(it.reference.strip()) for it in items]
+        sent = [it.has_reference for it in items]
         return self._call("POST", SCORE_PATH, body, _results(len(items), self.base_url + SCORE_PATH, references=sent))
 
     def mix(self, items: list[MixItem], weights: Mapping[str, float] | None,

@@ -28,6 +28,11 @@ class Item:
     token_offsets: Sequence[tuple[int, int]] | None = None
     reference: str = ""
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether the service will take this item as having a reference (a blank one is none)."""
+        return bool(self.reference.strip())
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "question": self.question,
