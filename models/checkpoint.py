@@ -30,7 +30,10 @@ def read_meta(path: str | Path) -> dict:
     meta_file = path / META_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not an fgrm checkpoint (no {META_FILE})")
-    return json.loads(meta_file.read_text())
+    try:
+        return json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_file}: not valid JSON ({exc})") from None
 
 
 def network_kind(meta: dict) -> str:
@@ -66,10 +69,21 @@ def encoder_dir(path: str | Path, meta: dict | None = None) -> Path:
     else:
         import importlib
 
-        module = importlib.import_module(ref.split(":", 1)[1])
+        package = ref.split(":", 1)[1]
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            raise FileNotFoundError(f"{path}: its encoder is the package {package!r} ({META_FILE} 'encoder'), "
+                                    "which is not installed") from None
         target = Path(module.get_model_path())
     want = meta.get("encoder_sha256")
     weights = target / "model.safetensors"
+    if not weights.is_file():
+        # a checkpoint trained with `fgrm train --backbone DIR` names DIR by absolute path: moved
+        # to another machine, the encoder has to be put there too, or the name changed
+        raise FileNotFoundError(f"{path}: its encoder ({META_FILE} 'encoder': {ref}) has no model.safetensors "
+                                f"at {target}; put the encoder there, or set 'encoder' to its directory (absolute, "
+                                "or relative to the checkpoint directory; 'encoder_sha256' still checks the weights)")
     if want and _verified.get(str(weights)) != want:
         got = sha256_file(weights)
         if got != want:
@@ -77,6 +91,18 @@ def encoder_dir(path: str | Path, meta: dict | None = None) -> Path:
                              f"the checkpoint was trained on {want[:12]}…")
         _verified[str(weights)] = want
     return target
+
+
+def check(path: str | Path) -> None:
+    """Raise FileNotFoundError / ValueError, naming the file, when `path` is not a checkpoint the
+    runtimes can load: no fgrm.json, an unknown network, encoder weights missing or not the pinned
+    ones, or a reward network without its heads. Reads no more than that (callers check before
+    they start work that a bad checkpoint would waste or loop on: `fgrm serve`, `fgrm eval`)."""
+    path = Path(path)
+    meta = read_meta(path)
+    encoder_dir(path, meta)  # the weights, there and pinned
+    if network_kind(meta) == "reward" and not (path / HEADS_FILE).is_file():
+        raise FileNotFoundError(f"{path}: a reward checkpoint without {HEADS_FILE}")
 
 
 def load_tokenizer(path: str | Path):

@@ -273,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.split != "all":
         train, dev = split_records(records)
         records = dev if args.split == "dev" else train
+    from models.checkpoint import check
     from models.runtime import load
 
+    try:
+        check(args.checkpoint)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"fgrm eval: {exc}") from None
     loaded = load(args.checkpoint, args.runtime)
     res = evaluate(records, loaded.backend.forward, loaded.encoder, loaded.meta, reference=args.reference)
     res["runtime"] = {"name": loaded.backend.name, "provider": loaded.backend.provider}

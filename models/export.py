@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.checkpoint import load_network, read_meta
+from models.checkpoint import check, load_network, read_meta
 from models.outputs import error_probability, is_error
 from models.runtime.onnx_backend import INPUT_NAMES, OnnxBackend, exported_path, output_names
 from models.runtime.options import RuntimeOptions, defaults
@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("models").setLevel(logging.INFO)  # not the quantizer's per-tensor INFO lines
+    try:
+        check(args.checkpoint)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"fgrm export: {exc}") from None
     report = export(args.checkpoint, quantized=args.int8, out=args.out)
     if args.check:
         checks = {}

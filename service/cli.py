@@ -75,7 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "serve":
-        cmd, env = serve_command(rest)
+        try:
+            cmd, env = serve_command(rest)
+        except ValueError as exc:  # a setting that cannot be used (Settings.from_env names it)
+            print(f"fgrm serve: {exc}", file=sys.stderr)
+            return 2
+        from service.preflight import problem
+
+        found = problem(Settings.from_env(env))
+        if found:  # every worker would die of it at start-up, and bentoml restarts them for ever
+            print(f"fgrm serve: {found}", file=sys.stderr)
+            return 2
         from service.proto import generate
 
         generate()  # once, before the workers start

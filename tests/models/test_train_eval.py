@@ -158,3 +158,12 @@ def test_eval_embeds_each_distinct_row_once_whatever_its_padding():
     assert calls == [2, 1]  # [5, 6] and [7] once, then only [8, 9, 9]
     np.testing.assert_array_equal(first["embeddings"], [[11, 2], [7, 1], [11, 2]])
     np.testing.assert_array_equal(second["embeddings"], [[7, 1], [26, 3], [11, 2]])
+
+
+@pytest.mark.parametrize("command", ["eval", "export"])
+def test_eval_and_export_name_a_checkpoint_they_cannot_load_without_a_traceback(tmp_path, command):
+    import importlib
+
+    main = importlib.import_module(f"models.{'evaluate' if command == 'eval' else 'export'}").main
+    with pytest.raises(SystemExit, match=f"^fgrm {command}: {tmp_path} is not an fgrm checkpoint \\(no fgrm.json\\)$"):
+        main(["--checkpoint", str(tmp_path)])

@@ -1,0 +1,52 @@
+"""What `fgrm serve` checks before it starts any worker.
+
+A configuration mistake that makes a worker fail while it starts does not stop `bentoml serve`:
+it logs the traceback and starts the worker again, every 10 s, for ever (measured: a feedback
+type whose checkpoint had lost its encoder, or a profile weight written as a string, looped so
+for as long as it was left). So the mistakes a worker would die of at start-up are looked for
+here, once, in the `fgrm serve` process, and reported as one line naming the file and the key.
+
+Only reads: the feedback-types file, the profile tables, and each checkpoint's metadata and
+weight files (`models.checkpoint.check`, which hashes pinned encoder weights: under a second for
+the shipped MiniLM). Nothing is loaded or exported; a worker can still fail later for reasons
+that only loading shows (e.g. an ONNX export that fails), and its log says so.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from service.config import Settings
+
+
+def problem(settings: Settings) -> str | None:
+    """The first configuration mistake that would stop every worker from starting; None if none."""
+    from models.checkpoint import check
+    from models.config import load_feedback_types
+    from models.errors import ConfigError
+    from service.errors import InvalidInput
+    from service.profiles import Profiles
+
+    try:
+        types = load_feedback_types(settings.feedback_types)
+    except (ConfigError, OSError) as exc:
+        return f"feedback types ({settings.feedback_types}): {exc}"
+    for t in types:
+        if t.kind == "prefix_delta":  # a Hugging Face sequence classifier, loaded by transformers
+            if not (Path(t.checkpoint) / "config.json").is_file():
+                return (f"feedback type {t.name!r}: {t.checkpoint} has no config.json (a Hugging Face "
+                        "sequence-classification directory)")
+            continue
+        try:
+            check(t.checkpoint)  # its messages start with the checkpoint's path
+        except (OSError, ValueError) as exc:
+            return f"feedback type {t.name!r}: {exc}"
+    files = [settings.feedback_types, settings.profiles]
+    try:
+        # the file profiles only: the writable store is the workers' to open
+        Profiles.from_files({t.name: float(t.weight) for t in types}, files)
+    except (InvalidInput, OSError, tomllib.TOMLDecodeError) as exc:
+        named = ", ".join(str(p) for p in files if p is not None)
+        return f"profiles ({named}): {exc}"
+    return None
