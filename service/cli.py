@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:  # a setting that cannot be used (Settings.from_env names it)
             print(f"fgrm serve: {exc}", file=sys.stderr)
             return 2
-        from service.preflight import problem
+        from service.preflight import problem, taken_port
 
-        found = problem(Settings.from_env(env))
+        settings = Settings.from_env(env)
+        found = problem(settings) or taken_port(settings)
         if found:  # every worker would die of it at start-up, and bentoml restarts them for ever
             print(f"fgrm serve: {found}", file=sys.stderr)
             return 2

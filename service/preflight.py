@@ -6,6 +6,10 @@ type whose checkpoint had lost its encoder, or a profile weight written as a str
 for as long as it was left). So the mistakes a worker would die of at start-up are looked for
 here, once, in the `fgrm serve` process, and reported as one line naming the file and the key.
 
+`taken_port` then tries the HTTP and gRPC ports: a taken gRPC port is one more start-up failure
+that loops (each worker binds it in a start-up hook), and BentoML reports a taken HTTP port with
+a traceback.
+
 Only reads: the feedback-types file, the profile tables, and each checkpoint's metadata and
 weight files (`models.checkpoint.check`, which hashes pinned encoder weights: under a second for
 the shipped MiniLM). Nothing is loaded or exported; a worker can still fail later for reasons
@@ -14,6 +18,7 @@ that only loading shows (e.g. an ONNX export that fails), and its log says so.
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from pathlib import Path
 
@@ -49,4 +54,22 @@ def problem(settings: Settings) -> str | None:
     except (InvalidInput, OSError, tomllib.TOMLDecodeError) as exc:
         named = ", ".join(str(p) for p in files if p is not None)
         return f"profiles ({named}): {exc}"
+    return None
+
+
+def taken_port(settings: Settings) -> str | None:
+    """Which of the server's ports cannot be bound now (say, another server holds it); None if
+    both can. A socket of another process with SO_REUSEPORT counts as taken too: this one is bound
+    without it, as a one-worker server binds it (service.grpc_server.start)."""
+    for what, flag, host, port in (("HTTP", "--http-port", settings.http_host, settings.http_port),
+                                   ("gRPC", "--grpc-port", settings.grpc_host, settings.grpc_port)):
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no owner
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                return f"{what} port {host}:{port} cannot be bound ({exc.strerror}): another server on it? ({flag})"
     return None

@@ -1,10 +1,12 @@
 """service.preflight: `fgrm serve` refuses, in one line naming the file and key, a configuration
-that would kill every worker at start-up (bentoml would restart them every 10 s for ever)."""
+that would kill every worker at start-up (bentoml would restart them every 10 s for ever), and a
+port it cannot bind."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,8 @@ import pytest
 
 from models.config import DEFAULT_TYPES_FILE, REPO_ROOT
 from service.config import Settings
-from service.preflight import problem
+from benchmarks.launch import free_port
+from service.preflight import problem, taken_port
 
 SHIPPED = REPO_ROOT / "artifacts" / "fgrm-qa-signals"
 
@@ -94,6 +97,19 @@ def test_a_bad_profile_weight_names_the_key_and_the_files(tmp_path):
         f"profiles ({DEFAULT_TYPES_FILE}, {profiles}): profiles.mine.relevance: weight must be a number, got str")
 
 
+def test_a_taken_port_is_named_and_a_free_one_is_not():
+    http, grpc_ = free_port(), free_port()
+    assert taken_port(Settings(http_port=http, grpc_port=grpc_)) is None
+    assert taken_port(Settings(http_port=http, grpc_port=0)) is None
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", grpc_))
+        holder.listen()
+        assert taken_port(Settings(http_port=http, grpc_port=grpc_)) == (
+            f"gRPC port 127.0.0.1:{grpc_} cannot be bound (Address already in use): another server on it? (--grpc-port)")
+        assert taken_port(Settings(http_port=grpc_, grpc_port=http)) == (
+            f"HTTP port 127.0.0.1:{grpc_} cannot be bound (Address already in use): another server on it? (--http-port)")
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--feedback-types", "{types}"], "fgrm serve: feedback type 'relevance': {nowhere} is not an fgrm checkpoint "
                                       "(no fgrm.json)\n"),
@@ -101,15 +117,21 @@ def test_a_bad_profile_weight_names_the_key_and_the_files(tmp_path):
                                    "be a number, got str\n"),
     (["--api-key-file", "{nowhere}"], "fgrm serve: FGRM_API_KEY_FILE={nowhere}: cannot read it (No such file or "
                                       "directory)\n"),
+    (["--grpc-port", "{held}"], "fgrm serve: gRPC port 127.0.0.1:{held} cannot be bound (Address already in use): "
+                                "another server on it? (--grpc-port)\n"),
 ])
 def test_fgrm_serve_exits_at_once_with_one_line(tmp_path, flags, message):
     """The real command, as a process: exit 2, one line on stderr, no traceback, no server."""
+    holder = socket.socket()  # a port another server holds
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
     names = {"types": _types(tmp_path, tmp_path / "nowhere"), "profiles": tmp_path / "profiles.toml",
-             "nowhere": tmp_path / "nowhere", "shipped": DEFAULT_TYPES_FILE}
+             "nowhere": tmp_path / "nowhere", "shipped": DEFAULT_TYPES_FILE, "held": holder.getsockname()[1]}
     names["profiles"].write_text('[profiles.mine]\nrelevance = "a"\n')
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--http-port", "1", "--grpc-port", "0",
-                          *(f.format(**names) for f in flags)],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    with holder:
+        run = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--http-port", str(free_port()),
+                              "--grpc-port", "0", *(f.format(**names) for f in flags)],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert (run.returncode, run.stderr, run.stdout) == (2, message.format(**names), "")
     assert time.monotonic() - started < 60  # it did not wait for a worker to fail
