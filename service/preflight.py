@@ -18,6 +18,7 @@ that only loading shows (e.g. an ONNX export that fails), and its log says so.
 
 from __future__ import annotations
 
+import errno
 import socket
 import tomllib
 from pathlib import Path
@@ -61,8 +62,8 @@ def taken_port(settings: Settings) -> str | None:
     """Which of the server's ports cannot be bound now (say, another server holds it); None if
     both can. A socket of another process with SO_REUSEPORT counts as taken too: this one is bound
     without it, as a one-worker server binds it (service.grpc_server.start)."""
-    for what, flag, host, port in (("HTTP", "--http-port", settings.http_host, settings.http_port),
-                                   ("gRPC", "--grpc-port", settings.grpc_host, settings.grpc_port)):
+    for what, flag, host, port in (("HTTP", "http", settings.http_host, settings.http_port),
+                                   ("gRPC", "grpc", settings.grpc_host, settings.grpc_port)):
         if not port:
             continue
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -71,5 +72,8 @@ def taken_port(settings: Settings) -> str | None:
             try:
                 probe.bind((host, port))
             except OSError as exc:
-                return f"{what} port {host}:{port} cannot be bound ({exc.strerror}): another server on it? ({flag})"
+                if exc.errno == errno.EADDRINUSE:
+                    return f"{what} port {host}:{port} is in use (another server on it?); choose another with --{flag}-port"
+                return (f"{what} address {host}:{port} cannot be bound ({exc.strerror or exc}); "
+                        f"check --{flag}-host and --{flag}-port")
     return None

@@ -105,9 +105,13 @@ def test_a_taken_port_is_named_and_a_free_one_is_not():
         holder.bind(("127.0.0.1", grpc_))
         holder.listen()
         assert taken_port(Settings(http_port=http, grpc_port=grpc_)) == (
-            f"gRPC port 127.0.0.1:{grpc_} cannot be bound (Address already in use): another server on it? (--grpc-port)")
+            f"gRPC port 127.0.0.1:{grpc_} is in use (another server on it?); choose another with --grpc-port")
         assert taken_port(Settings(http_port=grpc_, grpc_port=http)) == (
-            f"HTTP port 127.0.0.1:{grpc_} cannot be bound (Address already in use): another server on it? (--http-port)")
+            f"HTTP port 127.0.0.1:{grpc_} is in use (another server on it?); choose another with --http-port")
+    # an address this machine does not have
+    assert taken_port(Settings(http_port=http, grpc_host="192.0.2.1", grpc_port=grpc_)) == (
+        f"gRPC address 192.0.2.1:{grpc_} cannot be bound (Cannot assign requested address); "
+        "check --grpc-host and --grpc-port")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -117,8 +121,8 @@ def test_a_taken_port_is_named_and_a_free_one_is_not():
                                    "be a number, got str\n"),
     (["--api-key-file", "{nowhere}"], "fgrm serve: FGRM_API_KEY_FILE={nowhere}: cannot read it (No such file or "
                                       "directory)\n"),
-    (["--grpc-port", "{held}"], "fgrm serve: gRPC port 127.0.0.1:{held} cannot be bound (Address already in use): "
-                                "another server on it? (--grpc-port)\n"),
+    (["--grpc-port", "{held}"], "fgrm serve: gRPC port 127.0.0.1:{held} is in use (another server on it?); choose "
+                                "another with --grpc-port\n"),
 ])
 def test_fgrm_serve_exits_at_once_with_one_line(tmp_path, flags, message):
     """The real command, as a process: exit 2, one line on stderr, no traceback, no server."""
