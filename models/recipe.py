@@ -31,7 +31,7 @@ class Recipe:
     factuality_features: tuple[str, ...] = without_reference(SEGMENT_FEATURES)
     completeness_features: tuple[str, ...] = without_reference(COMPLETENESS_FEATURES)
     # inverse L2 strength of the segment heads: relevance sees six views of every signal, so it
-    # is regularised harder (chosen on CV: README "Quality")
+    # is regularised harder (chosen on CV: docs/quality/README.md)
     c_relevance: float = 0.1
     c_segment: float = 1.0
     c_completeness: float = 0.1
@@ -46,11 +46,11 @@ class Recipe:
     # The same for relevance. Seeing its answer's context, the relevance head learns that an
     # on-topic answer's sub-sentences are mostly fine, and a short aside after a good sentence
     # ("He also liked cheese.") slipped under the threshold at 0.1; at 0.3 it is flagged again
-    # for 0.003 of CV AUC (README "Quality").
+    # for 0.003 of CV AUC (docs/quality/README.md).
     relevance_augment_weight: float = 0.3
     augment_pair_weight: float = 1.0  # each synthetic preference pair (full over truncated) counts this much
     # which synthetic preference pairs (models.tables): each prediction over its own first sentence
-    # ("truncated") and, not shipped (README "Quality"), over the question said back ("echo")
+    # ("truncated") and, not shipped (docs/quality/README.md), over the question said back ("echo")
     synthetic_pairs: tuple[str, ...] = ("truncated",)
     # each answer preferred over the blank one, at this weight (0: not used)
     blank_pair_weight: float = 0.0
@@ -58,7 +58,7 @@ class Recipe:
     # errors. The head is fitted without them, then only the weight of the `fragment` flag is fitted
     # on the flagged rows (models.heads.add_flag), so every other sub-sentence scores as before.
     # Fitted jointly instead, the fragments taught the head that any one-sentence answer is suspect
-    # (6 of the 8 on-topic answers of the off-topic contrast cases flagged: README "Quality").
+    # (6 of the 8 on-topic answers of the off-topic contrast cases flagged: docs/quality/README.md).
     fragment_weight: float = 1.0
     fragment_jointly: bool = False
     # The served segment heads: the average of the inner-fold heads whose held-out predictions the
@@ -94,7 +94,7 @@ class Recipe:
 # reference's signals too; factuality does not (a true sentence the reference leaves out is
 # still true: reading it, factuality over all sentences fell below the majority rule on CV).
 # The synthetic "full over truncated" pairs count 0.1: at 1 they cost 0.03 of real-pair
-# accuracy, at 0 a cut answer wins a quarter of its pairs (README "Quality").
+# accuracy, at 0 a cut answer wins a quarter of its pairs (docs/quality/README.md).
 REFERENCE = Recipe("signals-lr-reference", SUBSENTENCE_FEATURES, without_reference(SEGMENT_FEATURES),
                    COMPLETENESS_FEATURES, augment_pair_weight=0.1, reference_twin="",
                    relevance_reference_min_words=10, reference_min_context_share=0.3)

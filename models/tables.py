@@ -151,7 +151,7 @@ def _preference_contrasts(table: RecordTable, record: dict, embed) -> None:
         table.seg_x[key] = (sx, tx)
         table.aug_pairs.append((k, key))
     # ...and more than the question it was asked: the question said back as an answer covers
-    # nothing (recipe signals-lr-echo; not shipped: README "Quality", "What else a policy could write")
+    # nothing (recipe signals-lr-echo; not shipped: docs/quality/README.md, "What else a policy could write")
     echo = q.strip().rstrip("?").strip()
     if echo:
         echo += "."

@@ -4,7 +4,7 @@ Measured when the floor was set (2026-11-28, artifacts/fgrm-qa-signals with the 
 37 of 40 ordered by the deciding feedback type (off-topic 8/8, fabricated 7/8, repeated 7/8,
 truncated 7/8, fragment 8/8), 36 of 40 by the mixed reward of the `paper` profile. (Before the
 flag: 30 of the first 32 and 1 of the 8 fragment cases; repeated lost one case because the
-relevance threshold moved from 0.321 to 0.296, README "Quality".) The models are deterministic, so the count only moves when
+relevance threshold moved from 0.321 to 0.296, docs/quality/README.md.) The models are deterministic, so the count only moves when
 the checkpoint or the signals change; the floor leaves one case of room for that, no more.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_a_blank_or_one_word_answer_scores_below_real_answers_under_the_default_
     word; with completeness weighted 0 (the default until then) 44.5 % and 57.2 %. With each
     record's gold answer as the reference the same must hold (the reference heads' completeness
     is anchored to charge a blank answer alike; z-scored by its own spread, blank beat 7 % of
-    prediction 1s: README "Quality")."""
+    prediction 1s: docs/quality/README.md)."""
     from models.data import DATA_DIR, load_records, passages_of
 
     records = load_records(DATA_DIR / "dev_feedback.json")[:30]

@@ -1,7 +1,7 @@
 """Experiment: do the small relevance gains add up when they are used together?
 
 Every addition tried on top of the in-context relevance head landed within one fold std of it
-(README, Quality). This checks whether the largest of them add up when used together, on the
+(docs/quality/README.md). This checks whether the largest of them add up when used together, on the
 same 5-fold CV by question, without synthetic rows and without the gold answer (as in
 relevance_in_context.py and wordllama_signals.py, whose pieces it reuses):
 

@@ -19,7 +19,7 @@ Three steps, so the GPU step needs nothing but torch and transformers:
 Measured 2026-11-28 on this 2-core CPU (no GPU was lent), rel_mark only, the five
 leave-one-fold-out models, 3 epochs (`CE_EPOCHS=3 CE_OUTER_ONLY=1 ... train .gpu runs/ce/cpu
 rel_mark`, 49 min): alone AUC 0.606 / 0.617 / 0.617 after epochs 1 / 2 / 3; stacked into the
-head 0.733 ± 0.013 against 0.732 ± 0.012 (README "Quality"). Not kept.
+head 0.733 ± 0.013 against 0.732 ± 0.012 (docs/quality/README.md). Not kept.
 
 On a GPU machine: the backbone copy under OUT_DIR (fp16, 45 MB) and the repository's 44 MB
 `artifacts/fgrm-qa-minilm` do not fit the 64 MiB a call may carry together; move that artifact

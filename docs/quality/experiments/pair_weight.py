@@ -13,7 +13,7 @@ human pairs, the prefer-earlier baseline, and the share of held-out synthetic pa
 Measured 2026-11-28: weight 1 (shipped) 0.554 ± 0.042, truncated 0.998, echo 0.967; 0.3: 0.564 ±
 0.038, 0.993, 0.931; 0.1: 0.578 ± 0.033, 0.964, 0.838; 0.03: 0.582 ± 0.037, 0.864, 0.670
 (prefer-earlier 0.613 ± 0.022). None reaches prefer-earlier, and each lighter weight lets the
-question said back beat more real answers (README "Quality", "What else a policy could write").
+question said back beat more real answers (docs/quality/README.md, "What else a policy could write").
 """
 import sys
 from dataclasses import replace

@@ -19,7 +19,7 @@ signals add on top of the shipped signals, before deciding whether to serve an o
 Measured 2026-11-28 (no synthetic rows; "signals" = the shipped signal set): relevance AUC
 signals 0.732 ± 0.012, reference alone 0.871 ± 0.022, both 0.890 ± 0.017; factuality 0.907 ±
 0.022 / 0.786 ± 0.053 / 0.926 ± 0.021; completeness pairwise 0.589 ± 0.040 / 0.611 ± 0.027 /
-0.638 ± 0.029. Shipped as the recipe signals-lr-reference (README "Quality", "With a reference
+0.638 ± 0.029. Shipped as the recipe signals-lr-reference (docs/quality/README.md, "With a reference
 answer"), whose own CV figures are in docs/quality/cv.md.
 """
 import numpy as np

@@ -11,8 +11,8 @@ and the share of records where it beats prediction 1.
 
 To probe another recipe: `fgrm train --recipe R --out DIR --cv 0`, a copy of
 models/feedback_types.toml pointing at DIR, and `FGRM_FEEDBACK_TYPES=that-copy fgrm serve ...`.
-Measured 2026-11-28 (README "Quality", "What else a policy could write"); `--reference` sends
-each record's gold answer as the reference (README "Quality", "With a reference answer"; these
+Measured 2026-11-28 (docs/quality/README.md, "What else a policy could write"); `--reference` sends
+each record's gold answer as the reference (docs/quality/README.md, "With a reference answer"; these
 records' gold answers trained the reference heads, so that column is in-sample).
 """
 import argparse

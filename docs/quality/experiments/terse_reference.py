@@ -29,7 +29,7 @@ own gold answers and for another question's: its percentiles and how many fall u
         --plot=docs/quality/terse_reference.png > docs/quality/terse_reference.md    # ~5 min, embeddings cached
 
 Measured 2026-11-28 (relevance AUC / accuracy, mean over the 5 folds; the full output is
-docs/quality/terse_reference.md, a summary in the README, "Quality", "Short references"): full
+docs/quality/terse_reference.md, a summary in the docs/quality/README.md, "Short references"): full
 gold 0.887 / 0.801; first sentence 0.737 / 0.631; terse 0.674 / 0.505 (98 % of sub-sentences
 flagged); another question's gold 0.634 / 0.491; no reference 0.723 / 0.612. Prefixes: 2 words
 0.677, 4 0.683, 8 0.711, 12 0.731, 16 0.756, 24 0.800: the reference heads lose to no reference
