@@ -99,6 +99,13 @@ def _on_base_scale(score: float, ref: PreferenceHead, base: PreferenceHead) -> f
     return base.score_mean + (score - ref.score_mean) * stretch
 
 
+# What /v1/feedback-types reports of each head's cross-validation (SignalModel.quality): the
+# headline figure first, then the rest and the baselines the issue's bar reads it against.
+SEGMENT_QUALITY = ("auc", "accuracy", "error_f1", "ece", "lexical_auc", "lexical_accuracy", "majority_accuracy",
+                   "all_error_f1")
+PAIR_QUALITY = ("pairwise_accuracy", "prefer_earlier_accuracy", "lexical_pairwise_accuracy")
+
+
 class SignalModel:
     """The heads of an embedding checkpoint, with its tokenizer; plays the role of
     models.encoding.Encoder for `models.checkpoint.load`."""
@@ -156,6 +163,28 @@ class SignalModel:
             return False, 0, 0.0
         min_words = self.relevance_reference_min_words if head == "relevance" else 0
         return True, min_words, self.reference_min_context_share
+
+    def quality(self, head: str) -> dict[str, float]:
+        """How well `head` agreed with the human labels on the cross-validation `fgrm train` ran
+        (fgrm.json `cv`; mean over folds, `*_std` the fold std of the headline figure), beside the
+        baselines to read it against; `*_with_reference` the same for its reference twin, when it
+        reads one. Empty when the checkpoint was trained without CV (`--cv 0`)."""
+        names = PAIR_QUALITY if head == "completeness" else SEGMENT_QUALITY
+        out: dict[str, float] = {}
+        for key, suffix in (("cv", ""), ("cv_with_reference", "_with_reference")):
+            if suffix and head not in self.reference_readers:
+                continue
+            summary = ((self.meta.get(key) or {}).get("summary") or {}).get(head) or {}
+            for i, name in enumerate(names):
+                value = summary.get(name)
+                if isinstance(value, dict) and value.get("mean") is not None:
+                    out[name + suffix] = float(value["mean"])
+                    if i == 0:  # the headline figure's spread over folds
+                        out[f"{name}_std{suffix}"] = float(value["std"])
+        if out:
+            out["cv_folds"] = float((self.meta.get("cv") or self.meta.get("cv_with_reference") or {}).get("k") or 0)
+            out["cv_records"] = float((self.meta.get("training") or {}).get("records") or 0)
+        return out
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         return cached_ids(self._ids_cache, texts, lambda missing: tokenize(self.tokenizer, missing, self.max_tokens))

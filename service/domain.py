@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ class FeedbackTypeInfo:
     reads_reference: bool = False
     reference_min_words: int = 0
     reference_min_context_share: float = 0.0
+    # how its model agreed with human labels on the CV its checkpoint records, beside the
+    # baselines to read that against (models.signal_model.SignalModel.quality); empty: none recorded
+    quality: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "quality": dict(self.quality)}

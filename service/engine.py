@@ -112,7 +112,8 @@ class ScoringEngine:
     # ------------------------------------------------------------------ descriptions
     def feedback_types(self) -> list[FeedbackTypeInfo]:
         return [FeedbackTypeInfo(t.name, t.granularity, t.kind, float(t.weight), s.version, s.backend.name,
-                                 str(s.backend.provider), bool(s.backend.batch_invariant), *s.reference_policy(t))
+                                 str(s.backend.provider), bool(s.backend.batch_invariant), *s.reference_policy(t),
+                                 quality=s.quality(t))
                 for s in self.scorers for t in s.types]
 
     @property

@@ -48,7 +48,7 @@ ERRORS = {
 FEEDBACK_TYPE = {
     "type": "object",
     "required": ["name", "granularity", "kind", "default_weight", "model_version", "runtime", "provider",
-                 "batch_invariant", "reads_reference", "reference_min_words", "reference_min_context_share"],
+                 "batch_invariant", "reads_reference", "reference_min_words", "reference_min_context_share", "quality"],
     "properties": {
         "name": {"type": "string"}, "granularity": {"type": "string", "enum": ["sub-sentence", "sentence", "response"]},
         "kind": {"type": "string", "enum": ["segment_classifier", "preference_scorer", "prefix_delta"]},
@@ -61,6 +61,11 @@ FEEDBACK_TYPE = {
         "reference_min_context_share": {"type": "number", "minimum": 0, "maximum": 1,
                                         "description": "a reference sharing less of its content words with the "
                                                        "question and passages is ignored as another question's"},
+        "quality": {"type": "object", "additionalProperties": {"type": "number"},
+                    "description": "how the type's model agreed with human labels on the cross-validation its "
+                                   "checkpoint records (e.g. auc, auc_std, lexical_auc, majority_accuracy; "
+                                   "pairwise_accuracy, prefer_earlier_accuracy; *_with_reference for items "
+                                   "with a reference; cv_folds, cv_records); empty when none is recorded"},
     },
 }
 WEIGHTS = {"type": "object", "additionalProperties": {"type": "number"}}

@@ -79,6 +79,11 @@ class Scorer(Protocol):
         """What type `t` does with an item's reference (models.signal_model.SignalModel.reference_policy)."""
         ...
 
+    def quality(self, t: FeedbackType) -> dict[str, float]:
+        """How type `t`'s model agreed with human labels on the CV its checkpoint records
+        (models.signal_model.SignalModel.quality); empty when it records none."""
+        ...
+
     def granularities(self) -> set[str]:
         """The segmentations `prepare` and `finish` read."""
         ...
@@ -147,6 +152,9 @@ class FgrmScorer:
     def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
         return NO_REFERENCE
 
+    def quality(self, t: FeedbackType) -> dict[str, float]:
+        return {}
+
     def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
@@ -214,6 +222,9 @@ class SignalScorer:
     def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
         return self.model.reference_policy(t.head)
 
+    def quality(self, t: FeedbackType) -> dict[str, float]:
+        return self.model.quality(t.head)
+
     def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong
 
@@ -268,6 +279,9 @@ class PrefixDeltaScorer:
 
     def reference_policy(self, t: FeedbackType) -> tuple[bool, int, float]:
         return NO_REFERENCE
+
+    def quality(self, t: FeedbackType) -> dict[str, float]:
+        return {}
 
     def prepare(self, item: Item, segs: Segments, index: int) -> Prepared:
         from models.errors import InputTooLong

@@ -154,7 +154,7 @@ def _feedback_types(resp: Any) -> list[FeedbackTypeInfo]:
             extra={"model_version": t.model_version, "runtime": t.runtime,
                    "provider": t.provider, "batch_invariant": t.batch_invariant,
                    "reads_reference": t.reads_reference, "reference_min_words": t.reference_min_words,
-                   "reference_min_context_share": t.reference_min_context_share},
+                   "reference_min_context_share": t.reference_min_context_share, "quality": dict(t.quality)},
         )
         for t in resp.types
     ]

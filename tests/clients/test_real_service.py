@@ -92,8 +92,9 @@ def test_feedback_types_agree(clients):
     assert [(t.name, t.kind, t.granularity, t.weight) for t in fh] == \
            [(t.name, t.kind, t.granularity, t.weight) for t in fg]
     assert {t.name for t in fh} >= {"relevance", "factuality", "completeness"}
-    keys = ("reads_reference", "reference_min_words", "reference_min_context_share", "batch_invariant")
+    keys = ("reads_reference", "reference_min_words", "reference_min_context_share", "batch_invariant", "quality")
     assert [{k: t.extra[k] for k in keys} for t in fh] == [{k: t.extra[k] for k in keys} for t in fg]
+    assert fh[0].extra["quality"]["auc"] > fh[0].extra["quality"]["lexical_auc"]  # relevance: a number, not a string
     assert {t.name: t.extra["reads_reference"] for t in fg} == {"relevance": True, "factuality": False,
                                                                 "completeness": True}
 

@@ -327,6 +327,8 @@ def test_feedback_types_describe_models(tiny_dir):
     # neither an fgrm network nor a prefix-delta classifier reads a reference answer
     assert all((t.reads_reference, t.reference_min_words, t.reference_min_context_share) == (False, 0, 0.0)
                for t in info.values())
+    # nor records a CV to report
+    assert all(t.quality == {} and t.as_dict()["quality"] == {} for t in info.values())
 
 
 def test_metrics_are_recorded_per_transport_and_batches_are_shared(tiny_dir):

@@ -138,6 +138,12 @@ def test_the_page_shows_what_score_and_mix_answer(tab, fgrm_service):
     for t in types:  # model version, runtime and provider as the service reports them
         shown = page.text_content(f"#models-body li[data-type='{t['name']}']")
         assert t["model_version"] in shown and t["runtime"] in shown and t["provider"] in shown, shown
+    # and how far to trust each, from the CV the checkpoint records (the shipped one's figures)
+    shown = {t["name"]: page.text_content(f"#models-body li[data-type='{t['name']}']") for t in types}
+    assert shown["relevance"].endswith("; CV ROC-AUC 0.72 ± 0.01 (lexical 0.63), 0.89 with a reference"), shown
+    assert shown["factuality"].endswith("; CV ROC-AUC 0.90 ± 0.02 (lexical 0.78)"), shown
+    assert shown["completeness"].endswith("; CV pairs ordered 0.55 ± 0.04 (prefer-earlier 0.61), 0.63 with a "
+                                          "reference"), shown
     # the reference hint says what this server's checkpoint does with one, not what the page assumes
     assert page.text_content("#reference-policy") == (
         "Read by relevance (only one of 10 or more distinct content words), completeness. One with under "

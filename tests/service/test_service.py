@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.proto import stubs
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, REPO
 
 pb2, pb2_grpc = stubs()
 SAMPLES = json.loads((Path(__file__).parent / "data" / "qa_samples.json").read_text())
@@ -82,6 +82,26 @@ def word_offsets(text):
 
 # ----------------------------------------------------------------------------- happy paths
 
+def _recorded_quality() -> dict[str, dict[str, float]]:
+    """The shipped checkpoint's CV figures, read straight from its fgrm.json (not through the
+    code under test): the headline figure with its fold std, then the others, then the baselines."""
+    meta = json.loads((REPO / "artifacts" / "fgrm-qa-signals" / "fgrm.json").read_text())
+    out = {}
+    for head in ("relevance", "factuality", "completeness"):
+        names = (["pairwise_accuracy", "prefer_earlier_accuracy", "lexical_pairwise_accuracy"] if head == "completeness"
+                 else ["auc", "accuracy", "error_f1", "ece", "lexical_auc", "lexical_accuracy", "majority_accuracy",
+                       "all_error_f1"])
+        q = {}
+        for key, suffix in (("cv", ""), ("cv_with_reference", "_with_reference")):
+            if suffix and head == "factuality":
+                continue
+            summary = meta[key]["summary"][head]
+            q.update({n + suffix: summary[n]["mean"] for n in names})
+            q[f"{names[0]}_std{suffix}"] = summary[names[0]]["std"]
+        out[head] = {**q, "cv_folds": 5.0, "cv_records": 400.0}
+    return out
+
+
 def test_score_returns_segments_for_every_configured_type(http):
     types = http.get("/v1/feedback-types").json()["types"]
     names = [t["name"] for t in types]
@@ -91,6 +111,15 @@ def test_score_returns_segments_for_every_configured_type(http):
     policy = {t["name"]: (t["reads_reference"], t["reference_min_words"], t["reference_min_context_share"])
               for t in types}
     assert policy == {"relevance": (True, 10, 0.3), "factuality": (False, 0, 0.0), "completeness": (True, 0, 0.3)}
+    # how far to trust each type: the CV the shipped checkpoint records, beside its baselines
+    quality = {t["name"]: t["quality"] for t in types}
+    assert quality == _recorded_quality()
+    assert quality["relevance"]["auc"] == pytest.approx(0.723, abs=5e-4) and quality["relevance"]["lexical_auc"] < 0.65
+    assert quality["relevance"]["auc_with_reference"] == pytest.approx(0.887, abs=5e-4)
+    assert not any(k.endswith("_with_reference") for k in quality["factuality"])  # it reads none
+    assert (quality["completeness"]["pairwise_accuracy"], quality["completeness"]["prefer_earlier_accuracy"]) == \
+        pytest.approx((0.554, 0.613), abs=5e-4)
+    assert {q["cv_folds"] for q in quality.values()} == {5.0} and {q["cv_records"] for q in quality.values()} == {400.0}
     [res] = score_http(http, [SAMPLES[0]])
     assert list(res["types"]) == names
     text = SAMPLES[0]["response"]
@@ -286,6 +315,7 @@ def test_grpc_feedback_types_health_and_reflection(rpc):
     policy = {t.name: (t.reads_reference, t.reference_min_words, round(t.reference_min_context_share, 6))
               for t in types}
     assert policy == {"relevance": (True, 10, 0.3), "factuality": (False, 0, 0.0), "completeness": (True, 0, 0.3)}
+    assert {t.name: dict(t.quality) for t in types} == _recorded_quality()  # doubles: exact on both wires
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 

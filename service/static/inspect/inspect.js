@@ -244,7 +244,8 @@
     const rows = state.types.map((t) => {
       const li = document.createElement("li");
       li.dataset.type = t.name;
-      li.textContent = `${t.name} (${t.granularity}, ${t.kind}): ${t.model_version} on ${t.runtime} / ${t.provider}`;
+      li.textContent = `${t.name} (${t.granularity}, ${t.kind}): ${t.model_version} on ${t.runtime} / ${t.provider}`
+        + qualityText(t.quality || {});
       return li;
     });
     const list = document.createElement("ul");
@@ -252,6 +253,18 @@
     list.append(...rows);
     $("models-body").replaceChildren(list);
     renderReferencePolicy();
+  }
+
+  // How far to trust a type: the CV its checkpoint records, beside the baseline the bar reads it against
+  function qualityText(q) {
+    const f = (x) => Number(x).toFixed(2);
+    const [name, base, baseName] = q.auc !== undefined ? ["ROC-AUC", q.lexical_auc, "lexical"]
+      : q.pairwise_accuracy !== undefined ? ["pairs ordered", q.prefer_earlier_accuracy, "prefer-earlier"] : [];
+    if (!name) return "";
+    const key = name === "ROC-AUC" ? "auc" : "pairwise_accuracy";
+    let text = `; CV ${name} ${f(q[key])} ± ${f(q[`${key}_std`])} (${baseName} ${f(base)})`;
+    if (q[`${key}_with_reference`] !== undefined) text += `, ${f(q[`${key}_with_reference`])} with a reference`;
+    return text;
   }
 
   // What each type does with a reference, as /v1/feedback-types says (the checkpoint decides it)
