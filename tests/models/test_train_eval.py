@@ -86,6 +86,8 @@ def test_signal_recipe_on_another_encoder_names_it_pins_it_and_serves_with_it(tm
     assert loaded.backend.forward(ids, mask)["embeddings"].shape == (1, 32)
     out_ = loaded.encoder.run(loaded.backend.forward, [plan])[0]
     assert len(out_.relevance) == len(subsentences(response)) and np.all((out_.relevance >= 0) & (out_.relevance <= 1))
+    # trained without CV (--cv 0): no quality figures to report, rather than made-up ones
+    assert all(loaded.encoder.quality(h) == {} for h in ("relevance", "factuality", "completeness"))
     # an encoder the signals cannot use is refused before any work, naming why
     with pytest.raises(SystemExit, match="has no model.safetensors"):
         train_main(["--data", str(data), "--out", str(out), "--backbone", str(tmp_path)])
