@@ -187,6 +187,13 @@ def _counters(base_url: str) -> tuple[float, float]:
     return float(items.group(1)) if items else 0.0, float(cancelled.group(1)) if cancelled else 0.0
 
 
+def _queue_items(base_url: str) -> float:
+    import re
+
+    m = re.search(r"^fgrm_queue_items (\S+)", httpx.get(base_url + "/metrics", timeout=30).text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def test_http_disconnects_and_deadlines_drop_the_queued_work(guarded):
     import time
 
@@ -194,6 +201,12 @@ def test_http_disconnects_and_deadlines_drop_the_queued_work(guarded):
     before = _counters(guarded.base_url)
     with pytest.raises(httpx.TimeoutException):
         httpx.post(guarded.base_url + "/v1/score", json={"items": items}, timeout=0.5)
+    # until the server has seen that caller go, its rows are in flight, and this service's 50 ms
+    # admission bound would refuse the next request with 503 (a race CI once lost): wait for it
+    deadline = time.monotonic() + 30
+    while _queue_items(guarded.base_url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _queue_items(guarded.base_url) == 0, "the gone caller's items are still queued after 30 s"
     r = httpx.post(guarded.base_url + "/v1/score", json={"items": items}, headers={"x-request-timeout": "0.5"},
                    timeout=30)
     err = _error(r, 408)  # the caller's own deadline: a 4xx, no 5xx comes from input
