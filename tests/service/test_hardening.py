@@ -178,20 +178,21 @@ def _qa_items(n: int) -> list[dict]:
             for r in recs for k in (1, 2, 3, 4)][:n]
 
 
-def _counters(base_url: str) -> tuple[float, float]:
+def _metrics(base_url: str, *series: str) -> tuple[float, ...]:
+    """The value of each named series (metric name with its labels) on /metrics; 0 when absent."""
     import re
 
     text = httpx.get(base_url + "/metrics", timeout=30).text
-    items = re.search(r'^fgrm_items_total\{transport="http"\} (\S+)', text, re.M)
-    cancelled = re.search(r'^fgrm_errors_total\{kind="cancelled"\} (\S+)', text, re.M)
-    return float(items.group(1)) if items else 0.0, float(cancelled.group(1)) if cancelled else 0.0
+    found = [re.search(rf"^{re.escape(name)} (\S+)", text, re.M) for name in series]
+    return tuple(float(m.group(1)) if m else 0.0 for m in found)
+
+
+def _counters(base_url: str) -> tuple[float, ...]:
+    return _metrics(base_url, 'fgrm_items_total{transport="http"}', 'fgrm_errors_total{kind="cancelled"}')
 
 
 def _queue_items(base_url: str) -> float:
-    import re
-
-    m = re.search(r"^fgrm_queue_items (\S+)", httpx.get(base_url + "/metrics", timeout=30).text, re.M)
-    return float(m.group(1)) if m else 0.0
+    return _metrics(base_url, "fgrm_queue_items")[0]
 
 
 def test_http_disconnects_and_deadlines_drop_the_queued_work(guarded):
